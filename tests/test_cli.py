@@ -1,0 +1,176 @@
+"""The real `videomae` command, end to end: help, errors and exit codes, and a shortened default pretraining run."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from conftest import TOY_ARGS, run_cli
+
+import videomae_cli
+
+
+def test_help_lists_the_working_subcommands() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert re.search(r"^\s+pretrain\s", result.stdout, flags=re.M)
+
+
+def test_every_pretrain_option_is_documented() -> None:
+    result = run_cli("pretrain", "--help")
+    assert result.returncode == 0
+    options = re.findall(r"^\s+(--[a-z-]+)(?:\s+\S+)?\s{2,}(\S.*)$", result.stdout, flags=re.M)
+    documented = {name for name, text in options if text.strip()}
+    for flag in (
+        "--config",
+        "--set",
+        "--model",
+        "--mask-type",
+        "--mask-ratio",
+        "--decoder-mask-ratio",
+        "--steps",
+        "--epochs",
+        "--batch-size",
+        "--lr",
+        "--precision",
+        "--device",
+        "--num-workers",
+        "--seed",
+        "--out",
+        "--resume",
+        "--print-config",
+        "--progress",
+    ):
+        assert flag in documented, flag
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--mask-ratio", "1.5"], "mask.ratio"),
+        (["--set", "model.depth=abc"], "model.depth"),
+        (["--set", "nosuch.key=1"], "nosuch"),
+        (["--model", "enormous"], "model.name"),
+        (["--set", "data.input_size=100"], "data.input_size"),
+    ],
+)
+def test_config_errors_exit_2_with_one_line_naming_the_field(args: list[str], field: str, tmp_path: Path) -> None:
+    result = run_cli("pretrain", *args, "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}:"), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "run").exists()
+
+
+def test_print_config_prints_the_resolved_spec_and_exits_0() -> None:
+    result = run_cli("pretrain", "--model", "small", "--mask-type", "random", "--print-config")
+    assert result.returncode == 0
+    spec = yaml.safe_load(result.stdout)
+    assert spec["model"]["dim"] == 384 and spec["mask"]["type"] == "random"
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One short pretraining run through the real command (the default run, shortened and shrunk with flags)."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    result = run_cli(
+        "pretrain",
+        *TOY_ARGS,
+        "--steps",
+        "12",
+        "--set",
+        "run.log_every=3",
+        "--set",
+        "run.save_every=6",
+        "--out",
+        str(out),
+    )
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+def test_a_run_writes_the_run_directory(finished_run: tuple[Path, str]) -> None:
+    out, _ = finished_run
+    assert (out / "spec.yaml").is_file() and (out / "model.safetensors").is_file()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000006", "step-00000012"]
+    for checkpoint in (out / "checkpoints").iterdir():
+        assert {p.name for p in checkpoint.iterdir()} == {"model.safetensors", "train_state.pt"}
+    meta = yaml.safe_load((out / "spec.yaml").read_text())["meta"]
+    assert meta["argv"][:2] == ["videomae", "pretrain"] and "torch" in meta["versions"]
+
+
+def test_metrics_have_one_record_per_log_step(finished_run: tuple[Path, str]) -> None:
+    out, _ = finished_run
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [3, 6, 9, 12]
+    assert {"step", "epoch", "loss", "lr", "clips_per_s"} <= set(records[0])
+
+
+def test_progress_is_plain_lines_when_stdout_is_not_a_terminal(finished_run: tuple[Path, str]) -> None:
+    _, stdout = finished_run
+    assert re.search(r"^step 12/12 \| epoch [\d.]+ \| loss [\d.]+ \| lr ", stdout, flags=re.M)
+    assert "\x1b[" not in stdout  # no terminal control codes in logs
+
+
+def test_the_weights_load_with_the_python_api(finished_run: tuple[Path, str]) -> None:
+    out, _ = finished_run
+    model = videomae_cli.load(out / "model.safetensors")
+    assert not model.training and model.spec.model.name == "test"
+    grid = model.grid
+    mask = torch.zeros(2, grid.num_tokens, dtype=torch.bool)
+    mask[:, : grid.num_tokens // 2] = True
+    output = model(torch.randn(2, 3, 4, 64, 64), mask)
+    assert output.loss.ndim == 0 and output.pred.shape == (2, grid.num_tokens // 2, grid.patch_dim)
+
+
+def test_resume_none_refuses_a_run_directory_that_has_checkpoints(finished_run: tuple[Path, str]) -> None:
+    out, _ = finished_run
+    result = run_cli("pretrain", *TOY_ARGS, "--steps", "12", "--out", str(out), "--resume", "none")
+    assert result.returncode == 2 and "--resume auto" in result.stderr
+
+
+def test_resume_auto_on_a_finished_run_changes_nothing(finished_run: tuple[Path, str], tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run[0], out)
+    before = (out / "model.safetensors").read_bytes()
+    result = run_cli("pretrain", *TOY_ARGS, "--steps", "12", "--out", str(out))
+    assert result.returncode == 0 and "already complete" in result.stdout
+    assert (out / "model.safetensors").read_bytes() == before
+
+
+def test_a_checkpoint_of_another_model_is_not_resumed(finished_run: tuple[Path, str], tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(finished_run[0], out)
+    result = run_cli("pretrain", *TOY_ARGS, "--set", "model.depth=3", "--steps", "20", "--out", str(out))
+    assert result.returncode == 2 and "model.depth" in result.stderr
+
+
+def test_a_diverging_run_exits_4(tmp_path: Path) -> None:
+    result = run_cli(
+        "pretrain",
+        *TOY_ARGS,
+        "--steps",
+        "4",
+        "--lr",
+        "1e30",
+        "--set",
+        "run.log_every=1",
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert result.returncode == 4
+    assert result.stderr.startswith("error: loss became non-finite")
+
+
+def test_python_dash_m_and_the_console_script_are_the_same_program() -> None:
+    script = shutil.which("videomae")
+    assert script is not None
+    console = subprocess.run([script, "pretrain", "--help"], capture_output=True, text=True, timeout=120)
+    assert console.returncode == 0 and console.stdout == run_cli("pretrain", "--help").stdout

@@ -1,0 +1,192 @@
+"""Tests for the procedural motion-classification dataset in videomae_cli.data.synthetic."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from videomae_cli.data import synthetic
+from videomae_cli.data.synthetic import MOTION_CLASSES, SyntheticVideos, render_clip, synthetic_label
+
+
+def _first_index_of(label: int, seed: int = 0) -> int:
+    return next(i for i in range(1000) if synthetic_label(i, seed) == label)
+
+
+def _force_label(monkeypatch: pytest.MonkeyPatch, label: int) -> None:
+    monkeypatch.setattr(synthetic, "synthetic_label", lambda index, seed: label)
+
+
+@pytest.mark.parametrize(("num_frames", "size"), [(16, 112), (4, 32), (5, 33)])
+def test_render_clip_shape_and_dtype(num_frames: int, size: int) -> None:
+    clip, label = render_clip(3, seed=0, num_frames=num_frames, size=size)
+    assert clip.shape == (num_frames, size, size, 3)
+    assert clip.dtype == np.uint8
+    assert isinstance(label, int)
+    assert 0 <= label < len(MOTION_CLASSES)
+
+
+def test_render_clip_is_deterministic() -> None:
+    first, label_a = render_clip(7, seed=3, num_frames=4, size=32)
+    second, label_b = render_clip(7, seed=3, num_frames=4, size=32)
+    np.testing.assert_array_equal(first, second)
+    assert label_a == label_b
+
+
+def test_different_index_or_seed_gives_different_pixels() -> None:
+    base, _ = render_clip(7, seed=3, num_frames=4, size=32)
+    other_index, _ = render_clip(8, seed=3, num_frames=4, size=32)
+    other_seed, _ = render_clip(7, seed=4, num_frames=4, size=32)
+    assert not np.array_equal(base, other_index)
+    assert not np.array_equal(base, other_seed)
+
+
+def test_synthetic_label_matches_rendered_label() -> None:
+    for index in range(40):
+        assert synthetic_label(index, seed=5) == render_clip(index, seed=5, num_frames=2, size=16)[1]
+
+
+def test_labels_are_balanced() -> None:
+    counts = Counter(synthetic_label(index, seed=11) for index in range(800))
+    assert set(counts) == set(range(len(MOTION_CLASSES)))
+    assert all(60 <= n <= 140 for n in counts.values())
+
+
+def test_labels_depend_on_seed() -> None:
+    assert [synthetic_label(i, 0) for i in range(32)] != [synthetic_label(i, 1) for i in range(32)]
+
+
+def test_dataset_items_and_length() -> None:
+    dataset = SyntheticVideos(num_videos=5, num_frames=4, size=32, seed=2)
+    assert len(dataset) == 5
+    assert dataset.classes == MOTION_CLASSES
+    video, label = dataset[4]
+    assert isinstance(video, torch.Tensor)
+    assert video.dtype == torch.uint8
+    assert video.shape == (4, 32, 32, 3)
+    assert isinstance(label, int)
+    assert label == synthetic_label(4, seed=2)
+    assert dataset.labels() == [synthetic_label(i, seed=2) for i in range(5)]
+
+
+def test_dataset_is_independent_of_access_order() -> None:
+    forward = SyntheticVideos(num_videos=4, num_frames=3, size=24, seed=9)
+    backward = SyntheticVideos(num_videos=4, num_frames=3, size=24, seed=9)
+    first = [forward[i][0] for i in range(4)]
+    second = [backward[i][0] for i in reversed(range(4))][::-1]
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(forward[-1][0], first[3])
+
+
+def test_dataset_rejects_out_of_range_index() -> None:
+    with pytest.raises(IndexError):
+        SyntheticVideos(num_videos=3, num_frames=2, size=16)[3]
+
+
+@pytest.mark.parametrize(("index", "seed", "num_frames", "size"), [(-1, 0, 4, 32), (0, -1, 4, 32), (0, 0, 1, 32)])
+def test_invalid_arguments_are_rejected(index: int, seed: int, num_frames: int, size: int) -> None:
+    with pytest.raises(ValueError):
+        render_clip(index, seed, num_frames, size)
+
+
+def _increasing(values: np.ndarray) -> bool:
+    return bool(np.all(np.diff(values) > 0))
+
+
+def _decreasing(values: np.ndarray) -> bool:
+    return bool(np.all(np.diff(values) < 0))
+
+
+def _constant(values: np.ndarray) -> bool:
+    return bool(np.all(values == values[0]))
+
+
+@pytest.mark.parametrize("name", ["right", "left", "down", "up"])
+def test_translation_moves_main_shape_in_class_direction(name: str) -> None:
+    size = 112
+    label = MOTION_CLASSES.index(name)
+    for index in [i for i in range(200) if synthetic_label(i, 0) == label][:10]:
+        main = synthetic._clip_params(index, 0, 16, size).main
+        along, across = (main.centre_x, main.centre_y) if name in ("right", "left") else (main.centre_y, main.centre_x)
+        assert (_increasing if name in ("right", "down") else _decreasing)(along)
+        assert abs(float(along[-1] - along[0])) >= 0.2 * size  # a clearly visible distance
+        assert _constant(across) and _constant(main.angle) and _constant(main.radius)
+        assert np.all((along > 0) & (along < size))  # the centre never leaves the frame
+
+
+@pytest.mark.parametrize(("name", "num_frames"), [("rotate_cw", 16), ("rotate_ccw", 16), ("rotate_cw", 2)])
+def test_rotation_is_monotonic_and_unambiguous(name: str, num_frames: int) -> None:
+    label = MOTION_CLASSES.index(name)
+    for index in [i for i in range(200) if synthetic_label(i, 0) == label][:10]:
+        angle = synthetic._clip_params(index, 0, num_frames, 112).main.angle
+        # +angle is clockwise on screen because image y points down.
+        assert (_increasing if name == "rotate_cw" else _decreasing)(angle)
+        assert math.radians(60) < abs(float(angle[-1] - angle[0])) < math.radians(360)
+        assert np.max(np.abs(np.diff(angle))) < math.pi  # each step's direction is unambiguous
+
+
+@pytest.mark.parametrize("name", ["grow", "shrink"])
+def test_scaling_changes_radius_in_class_direction(name: str) -> None:
+    label = MOTION_CLASSES.index(name)
+    for index in [i for i in range(200) if synthetic_label(i, 0) == label][:10]:
+        main = synthetic._clip_params(index, 0, 16, 112).main
+        assert (_increasing if name == "grow" else _decreasing)(main.radius)
+        ratio = float(max(main.radius[0], main.radius[-1]) / min(main.radius[0], main.radius[-1]))
+        assert 1.75 <= ratio <= 2.55
+        assert _constant(main.angle)
+
+
+def test_rendered_main_shape_follows_its_parameters() -> None:
+    # The shape centre is inside every shape kind and outside the marker, so it must show the main colour.
+    for index in range(16):
+        params = synthetic._clip_params(index, 1, 8, 64)
+        clip, _ = render_clip(index, 1, 8, 64)
+        tolerance = params.background.noise_amp * 255 + 1
+        expected = params.main.colour * 255
+        for t in range(8):
+            row, col = int(params.main.centre_y[t]), int(params.main.centre_x[t])
+            assert np.all(np.abs(clip[t, row, col].astype(np.float32) - expected) <= tolerance)
+
+
+def test_frames_change_over_time_for_every_class() -> None:
+    for label in range(len(MOTION_CLASSES)):
+        clip, _ = render_clip(_first_index_of(label), 0, 8, 48)
+        first, last = clip[0].astype(np.float32), clip[-1].astype(np.float32)
+        changed = np.abs(first - last).max(axis=-1) > 60  # well above the per-pixel noise
+        assert changed.mean() > 0.01
+
+
+def test_appearance_does_not_depend_on_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    reference = synthetic._clip_params(12, 4, 9, 48)
+    for label in range(len(MOTION_CLASSES)):
+        _force_label(monkeypatch, label)
+        params = synthetic._clip_params(12, 4, 9, 48)
+        assert params.main.kind == reference.main.kind
+        np.testing.assert_array_equal(params.main.colour, reference.main.colour)
+        np.testing.assert_array_equal(params.background.colour_a, reference.background.colour_a)
+        assert len(params.distractors) == len(reference.distractors)
+        for ours, theirs in zip(params.distractors, reference.distractors, strict=True):
+            np.testing.assert_array_equal(ours.centre_x, theirs.centre_x)
+
+
+def test_middle_frame_is_identical_whatever_the_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With an odd frame count the middle frame sits at the pose all classes share, so it alone reveals nothing.
+    middles = []
+    for label in range(len(MOTION_CLASSES)):
+        _force_label(monkeypatch, label)
+        middles.append(render_clip(21, 2, num_frames=9, size=40)[0][4])
+    for middle in middles[1:]:
+        np.testing.assert_array_equal(middle, middles[0])
+
+
+def test_every_class_uses_every_shape_kind() -> None:
+    kinds: dict[int, set[str]] = {label: set() for label in range(len(MOTION_CLASSES))}
+    for index in range(400):
+        params = synthetic._clip_params(index, 0, 2, 16)
+        kinds[params.label].add(params.main.kind)
+    assert all(found == set(synthetic._SHAPE_KINDS) for found in kinds.values())

@@ -1,0 +1,163 @@
+"""The `videomae` command: one thin function per subcommand.
+
+Each command builds a validated spec from its flags, calls the engine, and maps errors to the documented exit codes:
+0 ok · 1 unexpected internal error · 2 usage/config error · 3 data error · 4 non-finite loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from videomae_cli.errors import VideoMAEError
+
+app = typer.Typer(
+    name="videomae",
+    help="VideoMAE-style masked-autoencoder video pretraining (VideoMAE V1/V2, MAE-ST).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@app.callback()
+def _group() -> None:
+    """VideoMAE-style masked-autoencoder video pretraining (VideoMAE V1/V2, MAE-ST)."""
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn errors into one line on stderr and the documented exit code (VIDEOMAE_DEBUG=1 re-raises)."""
+    try:
+        yield
+    except VideoMAEError as e:
+        stderr.print(f"error: {e}", markup=False)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        stderr.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
+    except Exception as e:
+        if os.environ.get("VIDEOMAE_DEBUG"):
+            raise
+        stderr.print(f"internal error: {type(e).__name__}: {e} (set VIDEOMAE_DEBUG=1 for the traceback)", markup=False)
+        raise typer.Exit(1) from None
+
+
+ConfigOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--config", metavar="FILE", help="YAML/JSON spec file (repeatable; later files win). A run's spec.yaml works."
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override any spec field: --set model.depth=6 (repeatable; beats --config)."
+    ),
+]
+
+
+@app.command()
+def pretrain(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="Model size: test, tiny, small, base, large, huge, giant. [default: tiny]"),
+    ] = None,
+    mask_type: Annotated[
+        str | None,
+        typer.Option("--mask-type", help="Encoder mask: tube (V1), random (MAE-ST) or frame. [default: tube]"),
+    ] = None,
+    mask_ratio: Annotated[
+        float | None, typer.Option("--mask-ratio", help="Fraction of tokens hidden from the encoder. [default: 0.9]")
+    ] = None,
+    decoder_mask_ratio: Annotated[
+        float | None,
+        typer.Option(
+            "--decoder-mask-ratio",
+            help="V2 running-cell decoder masking: share of positions not decoded (0, .25, .5, .75). [default: 0]",
+        ),
+    ] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="Optimizer steps to train. [default: 300]")] = None,
+    epochs: Annotated[
+        float | None, typer.Option("--epochs", help="Train for this many epochs instead of --steps.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Clips per step per device. [default: 8]")
+    ] = None,
+    lr: Annotated[
+        float | None,
+        typer.Option("--lr", help="Base learning rate per 256 clips, scaled by the global batch. [default: 1.5e-4]"),
+    ] = None,
+    precision: Annotated[
+        str | None, typer.Option("--precision", help="fp32, bf16 or fp16 (autocast). [default: fp32]")
+    ] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda. [default: auto]")] = None,
+    num_workers: Annotated[
+        int | None, typer.Option("--num-workers", help="Data loader processes. [default: 1]")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed for init, data order and masks. [default: 0]")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Run directory. [default: runs/pretrain-<date>-<time>]")
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="auto (continue --out if it has checkpoints), none, or a checkpoint/run path."),
+    ] = None,
+    print_config: Annotated[
+        bool, typer.Option("--print-config", help="Print the resolved spec as YAML and exit.")
+    ] = False,
+    progress: Annotated[
+        str | None,
+        typer.Option("--progress", help="auto (a bar on a terminal, plain lines otherwise), rich, plain or off."),
+    ] = None,
+) -> None:
+    """Pretrain a VideoMAE model. With no options: a tiny model on the built-in synthetic videos, minutes on a CPU."""
+    from videomae_cli.engine.pretrain import setup, train
+    from videomae_cli.engine.progress import make_reporter
+    from videomae_cli.specs import PretrainSpec, resolve_spec, spec_to_yaml
+
+    flags: dict[str, tuple[str, Any]] = {
+        "model.name": ("--model", model),
+        "mask.type": ("--mask-type", mask_type),
+        "mask.ratio": ("--mask-ratio", mask_ratio),
+        "mask.decoder_ratio": ("--decoder-mask-ratio", decoder_mask_ratio),
+        "run.steps": ("--steps", steps),
+        "run.epochs": ("--epochs", epochs),
+        "optim.batch_size": ("--batch-size", batch_size),
+        "optim.lr": ("--lr", lr),
+        "run.precision": ("--precision", precision),
+        "run.device": ("--device", device),
+        "data.num_workers": ("--num-workers", num_workers),
+        "run.seed": ("--seed", seed),
+        "run.out": ("--out", out),
+        "run.resume": ("--resume", resume),
+        "run.progress": ("--progress", progress),
+    }
+    with user_errors():
+        spec = resolve_spec(PretrainSpec, config, set_, flags)
+        if spec.run.out is None:
+            spec.run.out = Path("runs") / time.strftime("pretrain-%Y%m%d-%H%M%S")
+        if print_config:
+            typer.echo(spec_to_yaml(spec), nl=False)
+            return
+        run = setup(spec, argv=["videomae", *sys.argv[1:]])
+        train(run, make_reporter(spec.run.progress))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="videomae")

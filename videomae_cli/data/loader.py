@@ -1,0 +1,106 @@
+"""Batches for pretraining: clips and their masks, keyed by (epoch, sample index).
+
+The sampler yields (epoch, index) keys and the dataset is a pure function of the key, so every sample — its pixels and
+its mask — is the same whatever the batch size, worker count or restart point. Clips stay uint8 until they reach
+the training device, where they are normalised in one fused step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from videomae_cli.masking import MaskGenerator, SampleMask, collate_masks
+from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD, MaskedTokens
+
+SHUFFLE_STREAM = 2  # RNG stream id for the per-epoch sample order
+
+
+class EpochSampler(Sampler[tuple[int, int]]):
+    """Endless (epoch, index) keys: a fresh seeded permutation of the dataset each epoch, from `start` samples in.
+
+    Resuming at sample position `start` continues the exact sequence an uninterrupted run would have produced.
+    """
+
+    def __init__(self, num_samples: int, seed: int, start: int = 0) -> None:
+        self.num_samples, self.seed, self.start = num_samples, seed, start
+
+    def order(self, epoch: int) -> np.ndarray:
+        """The sample order of `epoch`."""
+        return np.random.default_rng([self.seed, epoch, SHUFFLE_STREAM]).permutation(self.num_samples)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch, offset = divmod(self.start, self.num_samples)
+        while True:
+            for index in self.order(epoch)[offset:]:
+                yield epoch, int(index)
+            epoch, offset = epoch + 1, 0
+
+
+@dataclass
+class PretrainSample:
+    clip: torch.Tensor  # uint8 [T, H, W, 3]
+    mask: SampleMask
+
+
+class MaskedClips(Dataset):
+    """Wraps a dataset of (uint8 clip, label) with the mask of each (epoch, index) key."""
+
+    def __init__(self, clips: Dataset, masks: MaskGenerator) -> None:
+        self.clips, self.masks = clips, masks
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, key: tuple[int, int]) -> PretrainSample:
+        epoch, index = key
+        clip, _ = self.clips[index]
+        return PretrainSample(clip, self.masks(epoch, index))
+
+
+@dataclass
+class PretrainBatch:
+    clips: torch.Tensor  # uint8 [B, T, H, W, 3]
+    tokens: MaskedTokens
+
+    def pin_memory(self) -> PretrainBatch:
+        return PretrainBatch(self.clips.pin_memory(), self.tokens)
+
+
+def collate_pretrain(samples: Sequence[PretrainSample]) -> PretrainBatch:
+    """Stack clips and masks of one batch."""
+    return PretrainBatch(torch.stack([s.clip for s in samples]), collate_masks([s.mask for s in samples]))
+
+
+def pretrain_loader(
+    dataset: MaskedClips, batch_size: int, seed: int, start_sample: int, num_workers: int, pin_memory: bool
+) -> DataLoader:
+    """An endless loader of PretrainBatch, starting `start_sample` samples into the (seed-determined) stream."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=EpochSampler(len(dataset), seed, start_sample),
+        num_workers=num_workers,
+        collate_fn=collate_pretrain,
+        pin_memory=pin_memory,
+        persistent_workers=num_workers > 0,
+        prefetch_factor=4 if num_workers > 0 else None,
+        drop_last=True,
+    )
+
+
+class ClipNormalizer:
+    """uint8 [B, T, H, W, 3] → float [B, 3, T, H, W] on the training device, normalised with ImageNet mean/std."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1, 1) * 255
+        self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1, 1) * 255
+
+    def __call__(self, clips: torch.Tensor) -> torch.Tensor:
+        x = clips.to(self.device, non_blocking=True).permute(0, 4, 1, 2, 3).float()  # [B, 3, T, H, W]
+        return ((x - self.mean) / self.std).contiguous()

@@ -1,0 +1,120 @@
+"""Run-directory checkpoints (DESIGN §4): self-describing safetensors weights + a resume-only train_state.pt.
+
+Every file is written to a temporary name and renamed into place, and a checkpoint directory becomes visible only
+once complete, so an interrupted save (even kill -9) leaves the previous checkpoint intact and loadable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from videomae_cli import __version__
+
+CHECKPOINTS = "checkpoints"
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "train_state.pt"
+_STEP_DIR = re.compile(r"^step-(\d{8})$")
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call write(tmp) on a temporary file beside `path`, flush it to disk, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def model_metadata(kind: str, spec_json: str, **extra: Any) -> dict[str, str]:
+    """The safetensors metadata that makes a weights file self-describing."""
+    meta = {"format": "pt", "videomae.kind": kind, "videomae.spec": spec_json, "videomae.version": __version__}
+    meta.update({f"videomae.{k}": str(v) for k, v in extra.items()})
+    return meta
+
+
+def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Atomically write `state_dict` (made contiguous, detached, on CPU) as safetensors with `metadata`."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The metadata of a safetensors file."""
+    with safe_open(str(path), framework="pt") as f:
+        return f.metadata() or {}
+
+
+def read_spec_json(path: Path) -> tuple[str, dict[str, Any]]:
+    """(kind, spec dict) stored in one of our weights files."""
+    meta = read_metadata(path)
+    if "videomae.spec" not in meta:
+        raise ValueError(f"{path} is not a videomae-cli checkpoint (no videomae.spec metadata)")
+    return meta.get("videomae.kind", "pretrain"), json.loads(meta["videomae.spec"])
+
+
+def save_checkpoint(
+    run_dir: Path, step: int, state_dict: dict[str, torch.Tensor], metadata: dict[str, str], train_state: dict[str, Any]
+) -> Path:
+    """Write checkpoints/step-NNNNNNNN/{model.safetensors, train_state.pt} and refresh RUN/model.safetensors."""
+    final = run_dir / CHECKPOINTS / f"step-{step:08d}"
+    staging = run_dir / CHECKPOINTS / f".step-{step:08d}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    save_weights(staging / MODEL_FILE, state_dict, metadata)
+    atomic_write(staging / STATE_FILE, lambda tmp: torch.save(train_state, tmp))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(staging, final)
+    _publish_latest(final / MODEL_FILE, run_dir / MODEL_FILE)
+    return final
+
+
+def _publish_latest(source: Path, target: Path) -> None:
+    # A hard link costs nothing; fall back to a copy where links are not allowed. Either way the rename is atomic.
+    def link_or_copy(tmp: Path) -> None:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+    atomic_write(target, link_or_copy)
+
+
+def list_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints of a run, oldest first, as (step, dir)."""
+    root = run_dir / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = []
+    for entry in root.iterdir():
+        match = _STEP_DIR.match(entry.name)
+        if match and (entry / MODEL_FILE).is_file() and (entry / STATE_FILE).is_file():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def prune_checkpoints(run_dir: Path, keep_last: int) -> None:
+    """Delete all but the newest `keep_last` checkpoints."""
+    for _, path in list_checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def load_train_state(checkpoint_dir: Path) -> dict[str, Any]:
+    """The resume state of a checkpoint, read without unpickling arbitrary objects."""
+    return torch.load(checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=True)

@@ -1,0 +1,27 @@
+"""User-facing errors. Each carries the documented exit code; the CLI prints its message as one line."""
+
+from __future__ import annotations
+
+
+class VideoMAEError(Exception):
+    """An error the user can act on. `exit_code` is the process exit status (README: Exit codes)."""
+
+    exit_code = 1
+
+
+class ConfigError(VideoMAEError):
+    """A bad flag, config file or spec field (exit 2). The message names the field and where it came from."""
+
+    exit_code = 2
+
+
+class DataError(VideoMAEError):
+    """Nothing usable to train on, or too many bad clips (exit 3)."""
+
+    exit_code = 3
+
+
+class NonFiniteLossError(VideoMAEError):
+    """The loss became NaN/inf; the last good checkpoint is kept (exit 4)."""
+
+    exit_code = 4

@@ -1,0 +1,181 @@
+"""Weights and config for HF transformers' `VideoMAEForPreTraining` (DESIGN §5).
+
+Our pretrain state dict uses the official V1 names. One rename table drives both directions; the only entry that is
+not a rename is the fused qkv weight, which HF stores as separate query/key/value Linears. The q/v biases are
+`attention.attention.query.bias`/`value.bias` in transformers 5.x and `attention.attention.q_bias`/`v_bias` in 4.x:
+we write either style and read both.
+
+HF hard-codes eps 1e-5 for `decoder.norm` (ours 1e-6), so a converted model differs from ours by about 1e-5 there;
+nothing in config.json can carry that eps across.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from videomae_cli.models.vit import TokenGrid
+from videomae_cli.specs import ModelSpec
+
+QV_BIAS_STYLES = ("v4", "v5")
+
+# (ours, HF) name prefixes of the transformer blocks; the block index follows the prefix in both layouts.
+_BLOCK_PREFIXES = (
+    ("encoder.blocks.", "videomae.encoder.layer."),
+    ("decoder.blocks.", "decoder.decoder_layers."),
+)
+# (ours, HF) names inside one block. A name ending in "." renames every key under it.
+_BLOCK_RENAMES = (
+    ("norm1.", "layernorm_before."),
+    ("attn.proj.", "attention.output.dense."),
+    ("norm2.", "layernorm_after."),
+    ("mlp.fc1.", "intermediate.dense."),
+    ("mlp.fc2.", "output.dense."),
+)
+_QV_BIAS_RENAMES = {
+    "v5": (("attn.q_bias", "attention.attention.query.bias"), ("attn.v_bias", "attention.attention.value.bias")),
+    "v4": (("attn.q_bias", "attention.attention.q_bias"), ("attn.v_bias", "attention.attention.v_bias")),
+}
+_QKV = "attn.qkv.weight"
+_QKV_PARTS = ("attention.attention.query.weight", "attention.attention.key.weight", "attention.attention.value.weight")
+# (ours, HF) names outside the blocks.
+_TOP_RENAMES = (
+    ("encoder.patch_embed.proj.", "videomae.embeddings.patch_embeddings.projection."),
+    ("encoder.norm.", "videomae.layernorm."),  # HF has it only with use_mean_pooling=False
+    ("encoder_to_decoder.weight", "encoder_to_decoder.weight"),
+    ("mask_token", "mask_token"),
+    ("decoder.norm.", "decoder.norm."),
+    ("decoder.head.", "decoder.head."),
+)
+
+Pairs = tuple[tuple[str, str], ...]
+
+
+def installed_qv_bias_style() -> str:
+    """The q/v bias naming of the installed transformers ("v5" when it is not installed: the current layout)."""
+    try:
+        major = int(importlib.metadata.version("transformers").split(".")[0])
+    except importlib.metadata.PackageNotFoundError:
+        return "v5"
+    return "v5" if major >= 5 else "v4"
+
+
+def to_hf_pretraining_state_dict(state_dict: dict[str, Tensor], qv_bias_style: str = "auto") -> dict[str, Tensor]:
+    """Our pretrain state dict → `VideoMAEForPreTraining` keys.
+
+    qv_bias_style: "v5" (query.bias/value.bias), "v4" (q_bias/v_bias), or "auto" for the installed transformers.
+    Raises ValueError for keys HF cannot hold (MAE-ST position tables, cls tokens, a decoder-embed bias), rather
+    than dropping them silently.
+    """
+    style = installed_qv_bias_style() if qv_bias_style == "auto" else qv_bias_style
+    if style not in QV_BIAS_STYLES:
+        raise ValueError(f"qv_bias_style must be 'auto', 'v4' or 'v5', got {qv_bias_style!r}")
+    block_renames = _BLOCK_RENAMES + _QV_BIAS_RENAMES[style]
+    out: dict[str, Tensor] = {}
+    unknown = []
+    for key, value in state_dict.items():
+        block = _split_block_key(key, _BLOCK_PREFIXES)
+        if block is not None and block[1] == _QKV:
+            # Cloned so the three parts do not share storage (safetensors refuses shared tensors).
+            out.update((block[0] + name, part.clone()) for name, part in zip(_QKV_PARTS, value.chunk(3), strict=True))
+            continue
+        name = _rename(key, _TOP_RENAMES) if block is None else _rename(block[1], block_renames)
+        if name is None:
+            unknown.append(key)
+        else:
+            out[name if block is None else block[0] + name] = value
+    if unknown:
+        raise ValueError(f"no HF VideoMAEForPreTraining equivalent for: {', '.join(unknown)}")
+    return out
+
+
+def from_hf_pretraining_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """`VideoMAEForPreTraining` state dict (transformers 4.x or 5.x names) → our pretrain state dict.
+
+    Raises ValueError for keys we have no place for, or a block whose query/key/value weights are incomplete.
+    """
+    block_prefixes = _swap(_BLOCK_PREFIXES)
+    block_renames = _swap(_BLOCK_RENAMES + _QV_BIAS_RENAMES["v5"] + _QV_BIAS_RENAMES["v4"])
+    top_renames = _swap(_TOP_RENAMES)
+    out: dict[str, Tensor] = {}
+    qkv: dict[str, dict[str, Tensor]] = {}  # our block prefix → HF part name → weight
+    unknown = []
+    for key, value in state_dict.items():
+        block = _split_block_key(key, block_prefixes)
+        if block is not None and block[1] in _QKV_PARTS:
+            qkv.setdefault(block[0], {})[block[1]] = value
+            continue
+        name = _rename(key, top_renames) if block is None else _rename(block[1], block_renames)
+        if name is None:
+            unknown.append(key)
+        else:
+            out[name if block is None else block[0] + name] = value
+    if unknown:
+        raise ValueError(f"not a VideoMAEForPreTraining weight we can map: {', '.join(unknown)}")
+    for prefix, parts in qkv.items():
+        if len(parts) != len(_QKV_PARTS):
+            raise ValueError(f"incomplete query/key/value weights for {prefix}: have {sorted(parts)}")
+        out[prefix + _QKV] = torch.cat([parts[name] for name in _QKV_PARTS])  # [3C, C], rows q, k, v
+    return out
+
+
+def hf_config_kwargs(spec: ModelSpec, grid: TokenGrid) -> dict[str, Any]:
+    """`VideoMAEConfig` keyword arguments for a model of `spec` on clips of `grid`.
+
+    Only the official V1 layout maps onto HF: sincos positions, no cls token, no decoder-embed bias, and a
+    `norm_pixel` or `pixel` target (HF `norm_pix_loss` True / False). Drop path has no HF equivalent and is
+    left out: it only matters for training.
+    """
+    unsupported = {
+        "model.pos_embed": spec.pos_embed != "sincos",
+        "model.cls_token": spec.cls_token,
+        "model.decoder_embed_bias": spec.decoder_embed_bias,
+        "model.target": spec.target == "patch_norm",
+    }
+    bad = [name for name, is_bad in unsupported.items() if is_bad]
+    if bad:
+        raise ValueError(f"HF VideoMAEForPreTraining cannot represent {', '.join(bad)} of this model")
+    return {
+        "image_size": grid.height if grid.height == grid.width else [grid.height, grid.width],
+        "patch_size": grid.patch,
+        "num_channels": 3,
+        "num_frames": grid.frames,
+        "tubelet_size": grid.tubelet,
+        "hidden_size": spec.dim,
+        "num_hidden_layers": spec.depth,
+        "num_attention_heads": spec.heads,
+        "intermediate_size": spec.mlp_dim,
+        "hidden_act": "gelu",  # exact (erf) GELU, as nn.GELU()
+        "decoder_hidden_size": spec.decoder_dim,
+        "decoder_num_hidden_layers": spec.decoder_depth,
+        "decoder_num_attention_heads": spec.decoder_heads,
+        "decoder_intermediate_size": spec.decoder_mlp_dim,
+        "layer_norm_eps": spec.layer_norm_eps,  # HF defaults to 1e-12
+        "qv_bias": True,
+        "use_mean_pooling": False,  # keeps videomae.layernorm, our encoder.norm
+        "norm_pix_loss": spec.target == "norm_pixel",
+    }
+
+
+def _split_block_key(key: str, prefixes: Pairs) -> tuple[str, str] | None:
+    """A block key → (the other layout's prefix with the block index, the rest of the name); None for other keys."""
+    for src, dst in prefixes:
+        if key.startswith(src):
+            index, _, rest = key[len(src) :].partition(".")
+            return f"{dst}{index}.", rest
+    return None
+
+
+def _rename(name: str, pairs: Pairs) -> str | None:
+    """Apply the first matching (src, dst) pair: exact names, or prefixes ending in "."; None when none matches."""
+    for src, dst in pairs:
+        if name == src or (src.endswith(".") and name.startswith(src)):
+            return dst + name[len(src) :]
+    return None
+
+
+def _swap(pairs: Pairs) -> Pairs:
+    return tuple((dst, src) for src, dst in pairs)

@@ -1,0 +1,126 @@
+"""Mask generators (DESIGN §6): tube, random, frame, and VideoMAE V2's running-cell decoder mask.
+
+A sample's mask is a pure function of (seed, epoch, sample index), so it does not depend on batch size, worker count,
+world size or restarts. Every sample of a spec masks the same number of tokens, and masks reach the model as index
+tensors (visible tokens, decoded tokens), never as boolean selections inside the training step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from videomae_cli.models.pretrain import MaskedTokens
+from videomae_cli.models.vit import TokenGrid
+from videomae_cli.specs import MaskSpec
+
+MASK_STREAM = 1  # RNG stream id for masks, so clip sampling/augmentation (other streams) never shifts them
+
+
+def tube_mask(grid: TokenGrid, ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """One spatial mask of round(ratio·h·w) patches, repeated over every time slice. → bool [N], True = masked."""
+    per_slice = np.zeros(grid.per_slice, dtype=bool)
+    per_slice[rng.permutation(grid.per_slice)[: round(ratio * grid.per_slice)]] = True
+    return np.tile(per_slice, grid.t)
+
+
+def random_mask(grid: TokenGrid, ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """round(ratio·N) tokens anywhere in spacetime (MAE-ST). → bool [N]."""
+    mask = np.zeros(grid.num_tokens, dtype=bool)
+    mask[rng.permutation(grid.num_tokens)[: round(ratio * grid.num_tokens)]] = True
+    return mask
+
+
+def frame_mask(grid: TokenGrid, ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """round(ratio·t) whole time slices. → bool [N]."""
+    slices = np.zeros(grid.t, dtype=bool)
+    slices[rng.permutation(grid.t)[: round(ratio * grid.t)]] = True
+    return np.repeat(slices, grid.per_slice)
+
+
+ENCODER_MASKS = {"tube": tube_mask, "random": random_mask, "frame": frame_mask}
+
+
+def running_cell_selection(grid: TokenGrid, decoder_ratio: float, rng: np.random.Generator) -> np.ndarray:
+    """VideoMAE V2's running-cell decoder mask as a selection: True = the decoder reconstructs this token.
+
+    A 2×2 cell holds int(4·ratio) "hidden" and the rest "selected" entries in a ring; the ring starts at a random
+    offset and advances by one at every time slice; the cell is tiled over the (h, w) grid. → bool [N].
+    """
+    hidden = int(4 * decoder_ratio)
+    ring = np.array([True] * hidden + [False] * (4 - hidden))  # True = not decoded
+    start = int(rng.integers(4))
+    slices = []
+    for t in range(grid.t):
+        cell = ring[(np.arange(4) + start + t + 1) % 4].reshape(2, 2)
+        slices.append(np.tile(cell, (grid.h // 2, grid.w // 2)).reshape(-1))
+    return ~np.concatenate(slices)
+
+
+def masked_count(spec: MaskSpec, grid: TokenGrid) -> int:
+    """How many tokens every sample masks under `spec`."""
+    if spec.type == "tube":
+        return round(spec.ratio * grid.per_slice) * grid.t
+    if spec.type == "frame":
+        return round(spec.ratio * grid.t) * grid.per_slice
+    return round(spec.ratio * grid.num_tokens)
+
+
+def check_mask_fits(spec: MaskSpec, grid: TokenGrid) -> None:
+    """Raise ValueError naming the field when the mask would hide every token, or none, of this grid."""
+    masked = masked_count(spec, grid)
+    if not 0 < masked < grid.num_tokens:
+        unit = {"tube": f"{grid.per_slice} patches per frame", "frame": f"{grid.t} time slices"}.get(
+            spec.type, f"{grid.num_tokens} tokens"
+        )
+        raise ValueError(f"mask.ratio: {spec.ratio} masks {'none' if masked == 0 else 'all'} of the {unit}")
+    if spec.decoder_ratio and (grid.h % 2 or grid.w % 2):
+        raise ValueError(
+            f"mask.decoder_ratio: running-cell masking needs an even patch grid, got {grid.h}×{grid.w} "
+            "(change data.input_size)"
+        )
+
+
+@dataclass(frozen=True)
+class SampleMask:
+    """One sample's mask as indices: visible tokens, tokens the decoder rebuilds, which of those count in the loss."""
+
+    visible: np.ndarray  # int64 [N_vis], ascending
+    decoded: np.ndarray  # int64 [N_dec], ascending
+    weight: np.ndarray | None  # float32 [N_dec]: 1 where the encoder did not see the token; None = all count
+
+
+class MaskGenerator:
+    """Makes the mask of sample `index` in `epoch`, deterministically from the run seed."""
+
+    def __init__(self, spec: MaskSpec, grid: TokenGrid, seed: int) -> None:
+        check_mask_fits(spec, grid)
+        self.spec, self.grid, self.seed = spec, grid, seed
+
+    def rng(self, epoch: int, index: int) -> np.random.Generator:
+        """The mask RNG of one sample."""
+        return np.random.default_rng([self.seed, epoch, index, MASK_STREAM])
+
+    def __call__(self, epoch: int, index: int) -> SampleMask:
+        rng = self.rng(epoch, index)
+        masked = ENCODER_MASKS[self.spec.type](self.grid, self.spec.ratio, rng)
+        visible = np.flatnonzero(~masked)
+        if not self.spec.decoder_ratio:
+            return SampleMask(visible, np.flatnonzero(masked), None)
+        decoded = np.flatnonzero(running_cell_selection(self.grid, self.spec.decoder_ratio, rng))
+        return SampleMask(visible, decoded, masked[decoded].astype(np.float32))
+
+
+def collate_masks(masks: Sequence[SampleMask]) -> MaskedTokens:
+    """Stack per-sample masks into the batch index tensors the model consumes."""
+    weight = None
+    if masks[0].weight is not None:
+        weight = torch.from_numpy(np.stack([m.weight for m in masks]))
+    return MaskedTokens(
+        visible=torch.from_numpy(np.stack([m.visible for m in masks])),
+        decoded=torch.from_numpy(np.stack([m.decoded for m in masks])),
+        weight=weight,
+    )

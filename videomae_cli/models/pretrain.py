@@ -1,0 +1,198 @@
+"""The masked-autoencoder pretraining model: encoder on visible tokens, light decoder, reconstruction loss (DESIGN §6).
+
+Nothing is computed for tokens that are not needed: the encoder embeds only visible tubelets, the decoder head runs only
+on the tokens it reconstructs, and targets are computed only for those tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from videomae_cli.models.vit import (
+    Block,
+    Encoder,
+    Positions,
+    TokenGrid,
+    gather_tokens,
+    init_official,
+    patchify,
+    trunc_normal_init,
+)
+from videomae_cli.specs import ModelSpec
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class MaskedTokens:
+    """A batch's mask as index tensors (same counts in every sample).
+
+    visible: [B, N_vis] tokens the encoder sees, ascending.
+    decoded: [B, N_dec] tokens the decoder reconstructs (the masked ones, or V2's running-cell selection), ascending.
+    weight:  [B, N_dec] 1 where the encoder did not see the token, 0 where it did; None when every decoded token counts.
+    """
+
+    visible: torch.Tensor
+    decoded: torch.Tensor
+    weight: torch.Tensor | None = None
+
+    @classmethod
+    def from_mask(cls, mask: torch.Tensor, decode: torch.Tensor | None = None) -> MaskedTokens:
+        """From a bool mask [B, N] (True = masked) and optionally a bool decoder selection [B, N] (True = decoded).
+
+        A convenience for the Python API: it reads the mask counts on the host, which the training step never does.
+        """
+        num_visible = mask.shape[1] - _same_count(mask, "mask")
+        order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)  # visible first, each part ascending
+        if decode is None:
+            return cls(order[:, :num_visible], order[:, num_visible:])
+        num_decoded = _same_count(decode, "decoder selection")
+        decoded = torch.argsort((~decode).to(torch.uint8), dim=1, stable=True)[:, :num_decoded]
+        return cls(order[:, :num_visible], decoded, mask.gather(1, decoded).float())
+
+    def to(self, device: torch.device | str) -> MaskedTokens:
+        """The same indices on `device` (non-blocking)."""
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return MaskedTokens(move(self.visible), move(self.decoded), move(self.weight))
+
+
+def _same_count(selection: torch.Tensor, what: str) -> int:
+    """The number of True entries per sample of a bool [B, N] selection, which must be equal across the batch."""
+    counts = selection.sum(1)
+    if bool((counts != counts[0]).any()):
+        raise ValueError(f"every sample's {what} must select the same number of tokens, got {counts.tolist()}")
+    return int(counts[0])
+
+
+@dataclass
+class PretrainOutput:
+    """loss: scalar; pred/target: [B, N_dec, tubelet·p·p·3] rows for the decoded tokens in ascending order."""
+
+    loss: torch.Tensor
+    pred: torch.Tensor
+    target: torch.Tensor
+
+
+def reconstruction_target(patches: torch.Tensor, kind: str, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """Targets for patches [B, K, P] of the normalised clip, laid out (p_t, p_h, p_w, c).
+
+    norm_pixel (V1): un-normalise to [0, 1], then per tubelet and channel subtract the mean and divide by
+    (unbiased std + 1e-6). pixel: un-normalised [0, 1]. patch_norm (MAE-ST): the normalised input, standardised over
+    the whole patch vector with var + 1e-6 under the square root.
+    """
+    if kind == "patch_norm":
+        return (patches - patches.mean(-1, keepdim=True)) / (patches.var(-1, keepdim=True) + 1e-6).sqrt()
+    x = patches.unflatten(-1, (-1, 3)) * std + mean  # [B, K, t·p·p, 3] in [0, 1]
+    if kind == "norm_pixel":
+        x = (x - x.mean(-2, keepdim=True)) / (x.var(-2, unbiased=True, keepdim=True).sqrt() + 1e-6)
+    return x.flatten(2)  # [B, K, P]
+
+
+class Decoder(nn.Module):
+    """The light decoder: blocks over visible + mask tokens, then norm and head on the reconstructed tokens only."""
+
+    def __init__(self, dim: int, depth: int, heads: int, mlp_dim: int, out_dim: int, eps: float) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_dim, eps) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.head = nn.Linear(dim, out_dim)
+
+    def forward(self, x: torch.Tensor, num_predicted: int) -> torch.Tensor:
+        """x [B, L, Cd] with the tokens to reconstruct last → [B, num_predicted, out_dim]."""
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x[:, -num_predicted:]))
+
+
+class PretrainVideoMAE(nn.Module):
+    """VideoMAE pretraining model. `model(video, mask)` → PretrainOutput (DESIGN §4).
+
+    video: float [B, 3, T, H, W] normalised with ImageNet mean/std. mask: bool [B, N] (True = masked, tokens ordered
+    (t, h, w)) or MaskedTokens index tensors, which is what the training loop passes.
+    """
+
+    def __init__(self, spec: ModelSpec, grid: TokenGrid) -> None:
+        super().__init__()
+        self.config, self.grid = spec, grid
+        self.encoder = Encoder(
+            grid,
+            spec.dim,
+            spec.depth,
+            spec.heads,
+            spec.mlp_dim,
+            eps=spec.layer_norm_eps,
+            drop_path=spec.drop_path,
+            pos_embed=spec.pos_embed,
+            cls_token=spec.cls_token,
+        )
+        self.encoder_to_decoder = nn.Linear(spec.dim, spec.decoder_dim, bias=spec.decoder_embed_bias)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, spec.decoder_dim))
+        self.decoder_pos_embed = Positions(spec.pos_embed, grid, spec.decoder_dim, spec.cls_token)
+        self.decoder_cls_token = nn.Parameter(torch.zeros(1, 1, spec.decoder_dim)) if spec.cls_token else None
+        self.decoder = Decoder(
+            spec.decoder_dim,
+            spec.decoder_depth,
+            spec.decoder_heads,
+            spec.decoder_mlp_dim,
+            grid.patch_dim,
+            spec.layer_norm_eps,
+        )
+        self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Official V1 initialisation."""
+        self.apply(init_official)
+        for token in (self.mask_token, self.encoder.cls_token, self.decoder_cls_token):
+            if token is not None:
+                trunc_normal_init(token)
+        for positions in (self.encoder.pos_embed, self.decoder_pos_embed):
+            for param in positions.parameters():  # only the learned (MAE-ST) layout has any
+                trunc_normal_init(param)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names exempt from weight decay besides 1-D ones (timm convention): tokens and position tables."""
+        return {n for n, _ in self.named_parameters() if "token" in n or "pos_embed" in n}
+
+    def forward(self, video: torch.Tensor, mask: torch.Tensor | MaskedTokens) -> PretrainOutput:
+        if not isinstance(mask, MaskedTokens):
+            if mask.shape[1] != self.grid.num_tokens:
+                raise ValueError(f"mask has {mask.shape[1]} tokens, the model's grid has {self.grid.num_tokens}")
+            mask = MaskedTokens.from_mask(mask)
+        tokens = mask
+        patches = patchify(video, self.grid)  # [B, N, P]
+        x = self.encoder(gather_tokens(patches, tokens.visible), tokens.visible)  # [B, (1+)N_vis, C]
+        pred = self.decode(self.encoder_to_decoder(x), tokens)  # [B, N_dec, P]
+        with torch.no_grad():
+            target = reconstruction_target(
+                gather_tokens(patches, tokens.decoded).float(), self.config.target, self.pixel_mean, self.pixel_std
+            )
+        return PretrainOutput(reconstruction_loss(pred, target, tokens.weight), pred, target)
+
+    def decode(self, x: torch.Tensor, tokens: MaskedTokens) -> torch.Tensor:
+        """Encoder output mapped to decoder width [B, (1+)N_vis, Cd] → predictions for tokens.decoded [B, N_dec, P]."""
+        if self.decoder_cls_token is not None:
+            x = x[:, 1:]  # MAE-ST: the encoder's cls token is dropped; the decoder has its own
+        b, num_decoded = x.shape[0], tokens.decoded.shape[1]
+        visible = x + self.decoder_pos_embed(tokens.visible).to(x.dtype)  # [B, N_vis, Cd]
+        masked = self.mask_token.to(x.dtype) + self.decoder_pos_embed(tokens.decoded).to(x.dtype)  # [B, N_dec, Cd]
+        parts = [visible, masked]
+        if self.decoder_cls_token is not None:
+            cls = self.decoder_cls_token
+            row = self.decoder_pos_embed.class_row()
+            parts.insert(0, (cls if row is None else cls + row).expand(b, -1, -1).to(x.dtype))
+        return self.decoder(torch.cat(parts, dim=1), num_decoded)
+
+
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """MSE over the reconstructed tokens; with a weight, only over tokens the encoder did not see."""
+    if weight is None:
+        return F.mse_loss(pred.float(), target)
+    per_token = (pred.float() - target).pow(2).mean(-1)  # [B, N_dec]
+    return (per_token * weight).sum() / weight.sum().clamp_min(1.0)

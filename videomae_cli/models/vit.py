@@ -1,0 +1,239 @@
+"""The VideoMAE vision transformer: tubelet embedding, attention, block, and an encoder that sees visible tokens only.
+
+State-dict names follow the official MCG-NJU/VideoMAE layout (DESIGN §5), so official checkpoints load with strict=True.
+Tokens are tubelets of `tubelet` frames × p × p pixels, ordered (t, h, w). Pixel patches are always laid out
+(p_t, p_h, p_w, c) with c fastest — the official target layout — so one patchify serves both the embedding and the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TokenGrid:
+    """The token grid of a clip: T/tubelet time slices of (H/p) × (W/p) patches."""
+
+    frames: int
+    height: int
+    width: int
+    patch: int
+    tubelet: int
+
+    @property
+    def t(self) -> int:
+        return self.frames // self.tubelet
+
+    @property
+    def h(self) -> int:
+        return self.height // self.patch
+
+    @property
+    def w(self) -> int:
+        return self.width // self.patch
+
+    @property
+    def per_slice(self) -> int:
+        return self.h * self.w
+
+    @property
+    def num_tokens(self) -> int:
+        return self.t * self.h * self.w
+
+    @property
+    def patch_dim(self) -> int:
+        return 3 * self.tubelet * self.patch * self.patch
+
+
+def patchify(video: torch.Tensor, grid: TokenGrid) -> torch.Tensor:
+    """[B, 3, T, H, W] → [B, N, tubelet·p·p·3], rows ordered (t, h, w), each row laid out (p_t, p_h, p_w, c)."""
+    b = video.shape[0]
+    x = video.reshape(b, 3, grid.t, grid.tubelet, grid.h, grid.patch, grid.w, grid.patch)
+    x = x.permute(0, 2, 4, 6, 3, 5, 7, 1)  # [B, t, h, w, p_t, p_h, p_w, 3]
+    return x.reshape(b, grid.num_tokens, grid.patch_dim)
+
+
+def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows `idx` [B, K] of x [B, N, D] → [B, K, D]; the expanded index is a stride-0 view, not a copy."""
+    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def sinusoid_table(num_positions: int, dim: int) -> torch.Tensor:
+    """The official fixed 1-D table: angle(pos, j) = pos / 10000^(2⌊j/2⌋/d); sin on even j, cos on odd j. → [N, dim]."""
+    # float64 throughout, cast once, as the official numpy code: float32 exponents drift by ~6e-5 at 1568 positions.
+    pos = torch.arange(num_positions, dtype=torch.float64)[:, None]
+    j = torch.arange(dim, dtype=torch.float64)
+    angle = pos / torch.pow(10000.0, 2 * torch.floor(j / 2) / dim)
+    table = torch.where(j % 2 == 0, torch.sin(angle), torch.cos(angle))
+    return table.float()
+
+
+class TubeletEmbed(nn.Module):
+    """Projects pixel tubelets to tokens. The weight keeps the official Conv3d shape [C, 3, t, p, p] so checkpoints load
+    as they are, but it is applied as a Linear on already-gathered patches: masked tubelets are never embedded."""
+
+    def __init__(self, dim: int, patch: int, tubelet: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv3d(3, dim, kernel_size=(tubelet, patch, patch), stride=(tubelet, patch, patch))
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        """patches [B, K, t·p·p·3] in (p_t, p_h, p_w, c) layout → tokens [B, K, C]."""
+        weight = self.proj.weight.permute(0, 2, 3, 4, 1).flatten(1)  # [C, t·p·p·3], matching the patch layout
+        return F.linear(patches, weight, self.proj.bias)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with one fused qkv matmul, the official [q_bias, 0, v_bias] bias, and SDPA."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.q_bias = nn.Parameter(torch.zeros(dim))
+        self.v_bias = nn.Parameter(torch.zeros(dim))
+        # The key bias is zero by construction (softmax is shift-invariant per row), so it is a buffer, never stored.
+        self.register_buffer("k_bias", torch.zeros(dim), persistent=False)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, c = x.shape
+        bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))
+        qkv = F.linear(x, self.qkv.weight, bias)  # [B, N, 3C]
+        qkv = qkv.reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)  # [3, B, heads, N, C/heads]
+        x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        x = x.transpose(1, 2).reshape(b, n, c)  # [B, N, C]
+        return self.proj(x)
+
+
+class Mlp(nn.Module):
+    """The transformer feed-forward: fc1 → GELU → fc2."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with optional stochastic depth."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, eps: float, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, mlp_dim)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class Positions(nn.Module):
+    """Position embeddings for a token grid, looked up by token index.
+
+    `sincos`: the official fixed sinusoid table over the flattened (t, h, w) index (a non-persistent buffer).
+    `separable`: MAE-ST's learned spatial [1, h·w, C] + temporal [1, t, C] tables (+ a class row with a cls token).
+    Keys: `<owner>.pos_embed.spatial`, `.temporal`, `.cls` (MAE-ST's pos_embed_spatial/_temporal/_class).
+    """
+
+    def __init__(self, kind: str, grid: TokenGrid, dim: int, cls_token: bool) -> None:
+        super().__init__()
+        self.kind = kind
+        self.per_slice = grid.per_slice
+        if kind == "sincos":
+            self.register_buffer("table", sinusoid_table(grid.num_tokens, dim), persistent=False)
+        elif kind == "separable":
+            self.spatial = nn.Parameter(torch.zeros(1, grid.per_slice, dim))
+            self.temporal = nn.Parameter(torch.zeros(1, grid.t, dim))
+            if cls_token:
+                self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+        else:
+            raise ValueError(f"unknown position embedding {kind!r}")
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """Token indices [B, K] → position rows [B, K, C]."""
+        if self.kind == "sincos":
+            return F.embedding(idx, self.table)
+        spatial = F.embedding(idx % self.per_slice, self.spatial[0])
+        temporal = F.embedding(torch.div(idx, self.per_slice, rounding_mode="floor"), self.temporal[0])
+        return spatial + temporal
+
+    def class_row(self) -> torch.Tensor | None:
+        """The cls token's position row [1, 1, C], or None (the sincos layout gives the cls token no position)."""
+        return getattr(self, "cls", None)
+
+
+class Encoder(nn.Module):
+    """The ViT encoder. Given a clip's patches and the indices of the tokens to encode, it embeds only those tokens."""
+
+    def __init__(
+        self,
+        grid: TokenGrid,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_dim: int,
+        eps: float = 1e-6,
+        drop_path: float = 0.0,
+        pos_embed: str = "sincos",
+        cls_token: bool = False,
+        final_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        self.grid = grid
+        self.patch_embed = TubeletEmbed(dim, grid.patch, grid.tubelet)
+        self.pos_embed = Positions(pos_embed, grid, dim, cls_token)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if cls_token else None
+        rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]  # grows linearly with depth, as official
+        self.blocks = nn.ModuleList(Block(dim, heads, mlp_dim, eps, rate) for rate in rates)
+        self.norm = nn.LayerNorm(dim, eps=eps) if final_norm else None
+
+    def embed(self, patches: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """patches [B, K, P] of tokens `idx` [B, K] → [B, (1+)K, C] tokens with positions (and the cls token first)."""
+        x = self.patch_embed(patches) + self.pos_embed(idx).to(patches.dtype)
+        if self.cls_token is None:
+            return x
+        cls = self.cls_token
+        row = self.pos_embed.class_row()
+        if row is not None:
+            cls = cls + row
+        return torch.cat((cls.expand(x.shape[0], -1, -1), x), dim=1)
+
+    def forward(self, patches: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Encode the tokens `idx` [B, K] whose pixels are `patches` [B, K, P] → [B, (1+)K, C]."""
+        x = self.embed(patches, idx)
+        for block in self.blocks:
+            x = block(x)
+        return x if self.norm is None else self.norm(x)
+
+
+def all_token_indices(batch: int, num_tokens: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """Indices of every token, [B, N] — the full-clip path used by classifiers."""
+    return torch.arange(num_tokens, device=device).expand(batch, -1)
+
+
+def init_official(module: nn.Module) -> None:
+    """The official V1 initialisation: xavier-uniform Linears with zero bias, unit LayerNorms (use with `apply`)."""
+    if isinstance(module, nn.Linear):
+        nn.init.xavier_uniform_(module.weight)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def trunc_normal_init(param: torch.Tensor, std: float = 0.02) -> None:
+    """Truncated normal at ±2 std, as timm's trunc_normal_ used by the official code for tokens."""
+    nn.init.trunc_normal_(param, std=std, a=-2 * std, b=2 * std)

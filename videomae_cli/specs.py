@@ -1,0 +1,312 @@
+"""Typed run specs (pydantic v2, extra="forbid") and their layered resolution.
+
+A spec is built once at the edge — defaults < `--config` files (later wins) < `--set key.path=value` < explicit flags —
+validated, and passed down. Validation errors become one line that names the field and where its value came from.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from videomae_cli.errors import ConfigError
+from videomae_cli.models.sizes import SIZE_NAMES, SIZES
+
+SizeName = Literal["test", "tiny", "small", "base", "large", "huge", "giant"]
+assert SizeName.__args__ == SIZE_NAMES  # the CLI help and the table must not drift apart
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+
+
+class Strict(BaseModel):
+    """Base for every spec section: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class ModelSpec(Strict):
+    """Architecture. `name` picks a size; any shape field given explicitly overrides the size's value."""
+
+    name: SizeName = "tiny"
+    dim: PositiveInt
+    depth: PositiveInt
+    heads: PositiveInt
+    mlp_dim: PositiveInt
+    patch_size: PositiveInt
+    tubelet_size: PositiveInt = 2
+    decoder_dim: PositiveInt
+    decoder_depth: PositiveInt
+    decoder_heads: PositiveInt
+    decoder_mlp_dim: PositiveInt
+    layer_norm_eps: Annotated[float, Field(gt=0)] = 1e-6
+    pos_embed: Literal["sincos", "separable"] = "sincos"
+    cls_token: bool = False
+    decoder_embed_bias: bool = False
+    target: Literal["norm_pixel", "patch_norm", "pixel"] = "norm_pixel"
+    drop_path: Probability = 0.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_from_size(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            name = data.get("name", "tiny")
+            if name in SIZES:
+                data = {**SIZES[name], **data}
+        return data
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> ModelSpec:
+        if self.dim % self.heads:
+            raise ValueError(f"model.heads: {self.heads} heads do not divide model.dim {self.dim}")
+        if self.decoder_dim % self.decoder_heads:
+            raise ValueError(
+                f"model.decoder_heads: {self.decoder_heads} heads do not divide model.decoder_dim {self.decoder_dim}"
+            )
+        return self
+
+
+class MaskSpec(Strict):
+    """Encoder masking (`type`, `ratio`) and V2 running-cell decoder masking (`decoder_ratio`, 0 = off)."""
+
+    type: Literal["tube", "random", "frame"] = "tube"
+    ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
+    decoder_ratio: Literal[0.0, 0.25, 0.5, 0.75] = 0.0
+
+
+class DataSpec(Strict):
+    """What the model sees: clip length and size, and where clips come from."""
+
+    source: Literal["synthetic"] = "synthetic"
+    num_frames: PositiveInt = 16
+    input_size: PositiveInt = 112
+    synthetic_videos: PositiveInt = 2048
+    num_workers: NonNegativeInt = 1
+
+
+class OptimSpec(Strict):
+    """AdamW and the per-step warmup + cosine schedule. Learning rates are per 256 clips, scaled by the global batch."""
+
+    batch_size: PositiveInt = 8
+    accum_steps: PositiveInt = 1
+    lr: Annotated[float, Field(gt=0)] = 1.5e-4
+    min_lr: Annotated[float, Field(ge=0)] = 1e-5
+    warmup_steps: NonNegativeInt | None = None
+    warmup_epochs: Annotated[float, Field(ge=0)] | None = None
+    weight_decay: Annotated[float, Field(ge=0)] = 0.05
+    betas: tuple[Probability, Probability] = (0.9, 0.95)
+    eps: Annotated[float, Field(gt=0)] = 1e-8
+    clip_grad: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _check_warmup(self) -> OptimSpec:
+        if self.warmup_steps is not None and self.warmup_epochs is not None:
+            raise ValueError("optim.warmup_steps: give warmup_steps or warmup_epochs, not both")
+        return self
+
+
+class RunOptions(Strict):
+    """Where and how the run executes."""
+
+    out: Path | None = None
+    seed: NonNegativeInt = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    steps: PositiveInt | None = None
+    epochs: Annotated[float, Field(gt=0)] | None = None
+    log_every: PositiveInt = 10
+    save_every: NonNegativeInt = 100
+    keep_last: PositiveInt = 2
+    resume: str = "auto"
+    progress: Literal["auto", "rich", "plain", "off"] = "auto"
+
+    @model_validator(mode="after")
+    def _check_length(self) -> RunOptions:
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError("run.steps: give --steps or --epochs, not both")
+        return self
+
+
+DEFAULT_PRETRAIN_STEPS = 300
+
+
+class PretrainSpec(Strict):
+    """Everything `videomae pretrain` needs, validated together."""
+
+    kind: Literal["pretrain"] = "pretrain"
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    mask: MaskSpec = Field(default_factory=MaskSpec)
+    data: DataSpec = Field(default_factory=DataSpec)
+    optim: OptimSpec = Field(default_factory=OptimSpec)
+    run: RunOptions = Field(default_factory=RunOptions)
+
+    @model_validator(mode="after")
+    def _check_geometry(self) -> PretrainSpec:
+        from videomae_cli.masking import check_mask_fits  # masking imports specs' types only lazily
+
+        m, d = self.model, self.data
+        if d.input_size % m.patch_size:
+            raise ValueError(f"data.input_size: {d.input_size} is not divisible by model.patch_size {m.patch_size}")
+        if d.num_frames % m.tubelet_size:
+            raise ValueError(f"data.num_frames: {d.num_frames} is not divisible by model.tubelet_size {m.tubelet_size}")
+        check_mask_fits(self.mask, grid_of(self))
+        return self
+
+
+def grid_of(spec: PretrainSpec) -> Any:
+    """The token grid the spec's model sees."""
+    from videomae_cli.models.vit import TokenGrid
+
+    return TokenGrid(
+        frames=spec.data.num_frames,
+        height=spec.data.input_size,
+        width=spec.data.input_size,
+        patch=spec.model.patch_size,
+        tubelet=spec.model.tubelet_size,
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Layered resolution
+
+
+SIZE_KEYS = frozenset(SIZES["base"])
+
+
+class _Layers:
+    """Accumulates nested settings and remembers which source set each leaf (for error messages)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.sources: dict[str, str] = {}
+
+    def set(self, path: str, value: Any, source: str) -> None:
+        keys = path.split(".")
+        if not all(keys):
+            raise ConfigError(f"{source}: {path!r} is not a key path like model.depth")
+        node = self.data
+        for i, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(keys[: i + 1])}: is a value, not a section (from {source})")
+            node = child
+        if keys == ["model", "name"]:
+            self._forget_size_fields_from_files()
+        node[keys[-1]] = value
+        self.sources[path] = source
+
+    def merge(self, tree: dict[str, Any], source: str, prefix: str = "") -> None:
+        """Set every leaf of `tree`, model.name first so a file's own explicit shape fields win over its size."""
+        items = sorted(tree.items(), key=lambda kv: kv[0] != "name")
+        for key, value in items:
+            path = f"{prefix}{key}"
+            if isinstance(value, dict) and value:
+                self.merge(value, source, prefix=f"{path}.")
+            else:
+                self.set(path, value, source)
+
+    def _forget_size_fields_from_files(self) -> None:
+        # A size chosen later replaces shape fields that an earlier config file (e.g. a saved spec.yaml) spelled out,
+        # but not shape fields given on the command line.
+        model = self.data.get("model", {})
+        for key in SIZE_KEYS:
+            if key in model and self.sources.get(f"model.{key}", "").startswith("config "):
+                del model[key]
+                del self.sources[f"model.{key}"]
+
+    def source_of(self, field: str) -> str | None:
+        """The source of `field` or of its nearest parent/child that was set."""
+        if field in self.sources:
+            return self.sources[field]
+        for path, source in self.sources.items():
+            if path.startswith(field + ".") or field.startswith(path + "."):
+                return source
+        return None
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    """A YAML or JSON mapping from `path`; errors name the file."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"--config {path}: cannot read ({e.strerror})") from None
+    try:
+        tree = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        first = str(e).splitlines()[0]
+        raise ConfigError(f"--config {path}: not valid YAML/JSON ({first})") from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError(f"--config {path}: must hold a mapping of sections (model:, mask:, ...)")
+    tree.pop("meta", None)  # spec.yaml files carry run metadata that is not part of the spec
+    return tree
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """`key.path=value` → (path, value), the value read as YAML (numbers, booleans, lists, null)."""
+    path, sep, raw = item.partition("=")
+    if not sep or not path.strip():
+        raise ConfigError(f"--set {item}: expected key.path=value, e.g. --set model.depth=6")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return path.strip(), value
+
+
+def resolve_spec(
+    spec_type: type[Strict],
+    configs: list[Path] | None = None,
+    sets: list[str] | None = None,
+    flags: dict[str, tuple[str, Any]] | None = None,
+) -> Strict:
+    """Build and validate a spec from config files, --set items, and explicit flags ({path: (flag, value)})."""
+    layers = _Layers()
+    for path in configs or []:
+        layers.merge(load_config_file(path), f"config {path}")
+    for item in sets or []:
+        key, value = parse_set(item)
+        layers.set(key, value, f"--set {key}")
+    for key, (flag, value) in (flags or {}).items():
+        if value is not None:
+            layers.set(key, value, flag)
+    try:
+        return spec_type.model_validate(layers.data)
+    except ValidationError as e:
+        raise ConfigError(describe_validation_error(e, layers)) from None
+
+
+_FIELD_PREFIX = re.compile(r"^[a-z_]+(\.[a-z_]+)+: ")
+
+
+def describe_validation_error(error: ValidationError, layers: _Layers) -> str:
+    """One line for the first problem: the field, what is wrong, the offending value, and which flag/file set it."""
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown field"
+    elif first["type"] == "value_error" and _FIELD_PREFIX.match(message):
+        # Cross-field checks name their field themselves ("model.heads: ..."), whatever section raised them.
+        field, message = (part.strip() for part in message.split(":", 1))
+    got = first.get("input")
+    shown = "" if first["type"] in ("extra_forbidden", "value_error") or isinstance(got, dict) else f", got {got!r}"
+    source = layers.source_of(field)
+    origin = f" (set by {source})" if source else ""
+    return f"{field}: {message}{shown}{origin}"
+
+
+def spec_to_yaml(spec: BaseModel, extra: dict[str, Any] | None = None) -> str:
+    """The resolved spec as YAML (paths as strings), optionally with a `meta:` block appended."""
+    tree = spec.model_dump(mode="json")
+    text = yaml.safe_dump(tree, sort_keys=False)
+    if extra:
+        text += yaml.safe_dump({"meta": extra}, sort_keys=False)
+    return text

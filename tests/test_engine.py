@@ -105,3 +105,11 @@ def test_weights_files_describe_themselves(tmp_path: Path) -> None:
     meta = ckpt.read_metadata(tmp_path / "model.safetensors")
     assert kind == "pretrain" and meta["format"] == "pt" and meta["videomae.version"]
     assert PretrainSpec.model_validate(spec) == toy_spec(tmp_path, "run.steps=4")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_runs_train_with_finite_loss(tmp_path: Path, precision: str) -> None:
+    run_to_end(tmp_path, "run.steps=2", f"run.precision={precision}")
+    assert all(math.isfinite(r["loss"]) for r in records(tmp_path))
+    state = ckpt.load_train_state(tmp_path / "checkpoints" / "step-00000002")
+    assert bool(state["scaler"]) == (precision == "fp16")  # the grad scaler is only live for fp16

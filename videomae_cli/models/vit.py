@@ -105,7 +105,8 @@ class Attention(nn.Module):
         bias = torch.cat((self.q_bias, self.k_bias, self.v_bias))
         qkv = F.linear(x, self.qkv.weight, bias)  # [B, N, 3C]
         qkv = qkv.reshape(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)  # [3, B, heads, N, C/heads]
-        x = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+        q, k, v = qkv.unbind(0)  # unbind, not indexing: backward then writes no full-size zero gradients
+        x = F.scaled_dot_product_attention(q, k, v)
         x = x.transpose(1, 2).reshape(b, n, c)  # [B, N, C]
         return self.proj(x)
 

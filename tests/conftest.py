@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+from torch import nn
+
 # The smallest setting that still has a real token grid: 4 frames × 64² → 2 × 4 × 4 tokens.
 TOY_SETS = [
     "data.input_size=64",
@@ -31,3 +34,14 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
         timeout=timeout,
         stdin=subprocess.DEVNULL,
     )
+
+
+def randomize(model: nn.Module, seed: int) -> None:
+    """Distinct random values in every parameter (LayerNorm weights around 1, the rest small), so that a weight
+    mapping or formula mistake cannot hide behind zeros and ones."""
+    gen = torch.Generator().manual_seed(seed)
+    norm_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.LayerNorm)}
+    with torch.no_grad():
+        for param in model.parameters():
+            noise = torch.randn(param.shape, generator=gen)
+            param.copy_(1 + 0.1 * noise if id(param) in norm_weights else 0.05 * noise)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import randomize
 from torch import nn
 
 from videomae_cli.interop.hf import (
@@ -32,16 +33,6 @@ ATOL = 1e-5
 def make_spec(target: str = "norm_pixel") -> ModelSpec:
     """The `test` size with two decoder blocks, so block indices above 0 are exercised on both sides."""
     return ModelSpec(name="test", depth=2, decoder_depth=2, target=target)
-
-
-def randomize(model: nn.Module, seed: int) -> None:
-    """Distinct random values everywhere: LayerNorm weights around 1, everything else small."""
-    gen = torch.Generator().manual_seed(seed)
-    norm_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.LayerNorm)}
-    with torch.no_grad():
-        for param in model.parameters():
-            noise = torch.randn(param.shape, generator=gen)
-            param.copy_(1 + 0.1 * noise if id(param) in norm_weights else 0.05 * noise)
 
 
 def make_ours(target: str = "norm_pixel", seed: int = 0) -> PretrainVideoMAE:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import randomize
 from torch import Tensor, nn
 
 from videomae_cli.masking import random_mask, running_cell_selection, tube_mask
@@ -146,12 +147,7 @@ def make_spec(target: str = "norm_pixel") -> ModelSpec:
 
 def make_model(target: str = "norm_pixel", seed: int = 0) -> PretrainVideoMAE:
     model = PretrainVideoMAE(make_spec(target), GRID).eval()
-    gen = torch.Generator().manual_seed(seed)
-    norm_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.LayerNorm)}
-    with torch.no_grad():
-        for param in model.parameters():
-            noise = torch.randn(param.shape, generator=gen)
-            param.copy_(1 + 0.1 * noise if id(param) in norm_weights else 0.05 * noise)
+    randomize(model, seed)
     return model
 
 

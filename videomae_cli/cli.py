@@ -71,58 +71,85 @@ SetOpt = Annotated[
 def pretrain(
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            metavar="PATH",
+            help="A manifest (PATH LABEL lines, or V2's PATH START TOTAL) or a prepare-data directory. "
+            "[default: synthetic]",
+        ),
+    ] = None,
     model: Annotated[
         str | None,
-        typer.Option("--model", help="Model size: test, tiny, small, base, large, huge, giant. [default: tiny]"),
+        typer.Option(
+            "--model", metavar="NAME", help="Model size: test, tiny, small, base, large, huge, giant. [default: tiny]"
+        ),
     ] = None,
     mask_type: Annotated[
         str | None,
-        typer.Option("--mask-type", help="Encoder mask: tube (V1), random (MAE-ST) or frame. [default: tube]"),
+        typer.Option(
+            "--mask-type", metavar="TYPE", help="Encoder mask: tube (V1), random (MAE-ST) or frame. [default: tube]"
+        ),
     ] = None,
     mask_ratio: Annotated[
-        float | None, typer.Option("--mask-ratio", help="Fraction of tokens hidden from the encoder. [default: 0.9]")
+        float | None,
+        typer.Option("--mask-ratio", metavar="R", help="Fraction of tokens hidden from the encoder. [default: 0.9]"),
     ] = None,
     decoder_mask_ratio: Annotated[
         float | None,
         typer.Option(
             "--decoder-mask-ratio",
+            metavar="R",
             help="V2 running-cell decoder masking: share of positions not decoded (0, .25, .5, .75). [default: 0]",
         ),
     ] = None,
-    steps: Annotated[int | None, typer.Option("--steps", help="Optimizer steps to train. [default: 300]")] = None,
+    steps: Annotated[
+        int | None, typer.Option("--steps", metavar="N", help="Optimizer steps to train. [default: 300]")
+    ] = None,
     epochs: Annotated[
-        float | None, typer.Option("--epochs", help="Train for this many epochs instead of --steps.")
+        float | None, typer.Option("--epochs", metavar="N", help="Train for this many epochs instead of --steps.")
     ] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", help="Clips per step per device. [default: 8]")
+        int | None, typer.Option("--batch-size", metavar="N", help="Clips per step per device. [default: 8]")
     ] = None,
     lr: Annotated[
         float | None,
-        typer.Option("--lr", help="Base learning rate per 256 clips, scaled by the global batch. [default: 1.5e-4]"),
+        typer.Option(
+            "--lr", metavar="X", help="Base learning rate per 256 clips, scaled by the global batch. [default: 1.5e-4]"
+        ),
     ] = None,
     precision: Annotated[
-        str | None, typer.Option("--precision", help="fp32, bf16 or fp16 (autocast). [default: fp32]")
+        str | None, typer.Option("--precision", metavar="P", help="fp32, bf16 or fp16 (autocast). [default: fp32]")
     ] = None,
-    device: Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda. [default: auto]")] = None,
+    device: Annotated[
+        str | None, typer.Option("--device", metavar="D", help="auto, cpu or cuda. [default: auto]")
+    ] = None,
     num_workers: Annotated[
-        int | None, typer.Option("--num-workers", help="Data loader processes. [default: 1]")
+        int | None, typer.Option("--num-workers", metavar="N", help="Data loader processes. [default: 1]")
     ] = None,
     seed: Annotated[
-        int | None, typer.Option("--seed", help="Seed for init, data order and masks. [default: 0]")
+        int | None, typer.Option("--seed", metavar="N", help="Seed for init, data order and masks. [default: 0]")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Run directory. [default: runs/pretrain-<date>-<time>]")
+        Path | None, typer.Option("--out", metavar="DIR", help="Run directory. [default: runs/pretrain-<date>-<time>]")
     ] = None,
     resume: Annotated[
         str | None,
-        typer.Option("--resume", help="auto (continue --out if it has checkpoints), none, or a checkpoint/run path."),
+        typer.Option(
+            "--resume",
+            metavar="auto|none|PATH",
+            help="auto (continue --out if it has checkpoints), none, or a checkpoint/run path.",
+        ),
     ] = None,
     print_config: Annotated[
         bool, typer.Option("--print-config", help="Print the resolved spec as YAML and exit.")
     ] = False,
     progress: Annotated[
         str | None,
-        typer.Option("--progress", help="auto (a bar on a terminal, plain lines otherwise), rich, plain or off."),
+        typer.Option(
+            "--progress", metavar="MODE", help="auto (a bar on a terminal, plain lines otherwise), rich, plain or off."
+        ),
     ] = None,
 ) -> None:
     """Pretrain a VideoMAE model. With no options: a tiny model on the built-in synthetic videos, minutes on a CPU."""
@@ -131,6 +158,7 @@ def pretrain(
     from videomae_cli.specs import PretrainSpec, resolve_spec, spec_to_yaml
 
     flags: dict[str, tuple[str, Any]] = {
+        "data.source": ("--data", data),
         "model.name": ("--model", model),
         "mask.type": ("--mask-type", mask_type),
         "mask.ratio": ("--mask-ratio", mask_ratio),
@@ -156,6 +184,114 @@ def pretrain(
             return
         run = setup(spec, argv=["videomae", *sys.argv[1:]])
         train(run, make_reporter(spec.run.progress))
+
+
+@app.command("prepare-data")
+def prepare_data(
+    src: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="SRC",
+            help="Class-per-folder tree, flat folder of videos, VideoMAE annotation file, Kinetics csv, or "
+            "Something-Something V2 folder.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="DIR", help="Output folder for train.csv, val.csv, classes.json, report.json."),
+    ] = None,
+    format_: Annotated[
+        str | None,
+        typer.Option("--format", metavar="FMT", help="auto, folders, annotations, kinetics or ssv2. [default: auto]"),
+    ] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root",
+            metavar="VIDEO_DIR",
+            help="Where the videos of an annotation/Kinetics/SSv2 source are. [default: next to SRC]",
+        ),
+    ] = None,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--val-fraction",
+            metavar="F",
+            help="Validation share when the source has no split (stratified, seeded). [default: 0.1]",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", metavar="N", help="Seed for the split and synthetic videos. [default: 0]")
+    ] = None,
+    min_frames: Annotated[
+        int | None,
+        typer.Option(
+            "--min-frames", metavar="N", help="Leave out videos with fewer frames (the clip length). [default: 16]"
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", metavar="N", help="Parallel probe/transcode processes. [default: min(8, CPUs)]"),
+    ] = None,
+    resize_short: Annotated[
+        int | None,
+        typer.Option(
+            "--resize-short",
+            metavar="PX",
+            help="Transcode to DIR/videos/ as H.264 with this short side (resumable); manifests list the copies.",
+        ),
+    ] = None,
+    progress: Annotated[
+        str | None,
+        typer.Option(
+            "--progress", metavar="MODE", help="auto (a bar on a terminal, plain lines otherwise), rich, plain or off."
+        ),
+    ] = None,
+    synthetic: Annotated[
+        int | None,
+        typer.Option("--synthetic", metavar="N", help="Write N built-in synthetic videos (H.264 mp4) instead of SRC."),
+    ] = None,
+    num_frames: Annotated[
+        int | None, typer.Option("--num-frames", metavar="N", help="Frames per synthetic video. [default: 16]")
+    ] = None,
+    size: Annotated[
+        int | None, typer.Option("--size", metavar="PX", help="Synthetic frame size (square). [default: 112]")
+    ] = None,
+) -> None:
+    """Check every video of a dataset and write VideoMAE manifests (train.csv, val.csv; absolute paths), classes.json
+    and report.json. Bad videos are listed in report.json and left out; nothing usable exits 3."""
+    from videomae_cli.data import prepare
+
+    with user_errors():
+        spec = prepare.build_prepare_spec(
+            src=src,
+            out=out,
+            format=format_,
+            root=root,
+            val_fraction=val_fraction,
+            seed=seed,
+            min_frames=min_frames,
+            workers=workers,
+            resize_short=resize_short,
+            progress=progress,
+            synthetic=synthetic,
+            num_frames=num_frames,
+            size=size,
+        )
+        reporter = prepare.make_prepare_reporter(spec.progress)
+        try:
+            result = prepare.prepare_data(spec, reporter)
+        finally:
+            reporter.close()
+        Console(highlight=False).print(prepare.render_summary(result))
+        if result.problems:
+            listed = result.report["counts"]["listed"]
+            report = result.out / prepare.REPORT_FILE
+            stderr.print(
+                f"warning: left out {len(result.problems)} of {listed} videos with problems (see {report})",
+                markup=False,
+            )
 
 
 def main() -> None:

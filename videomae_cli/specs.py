@@ -81,13 +81,18 @@ class MaskSpec(Strict):
 
 
 class DataSpec(Strict):
-    """What the model sees: clip length and size, and where clips come from."""
+    """What the model sees (clip length, size, frame sampling) and where clips come from."""
 
-    source: Literal["synthetic"] = "synthetic"
+    source: str = "synthetic"  # "synthetic", a manifest file, or a `videomae prepare-data` output directory
+    root: Path | None = None  # base of relative paths in the manifest (default: the manifest's folder)
+    decoder: Literal["auto", "decord", "pyav"] = "auto"
     num_frames: PositiveInt = 16
     input_size: PositiveInt = 112
+    sampling: Literal["dense", "segment"] = "dense"  # K400-style frames at a stride, or one per segment (SSv2)
+    sampling_rate: PositiveInt = 4
     synthetic_videos: PositiveInt = 2048
     num_workers: NonNegativeInt = 1
+    max_bad_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
 
 
 class OptimSpec(Strict):

@@ -9,15 +9,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from videomae_cli.data.synthetic import SyntheticVideos
+from videomae_cli.data.video import VideoError
 from videomae_cli.masking import MaskGenerator, SampleMask, collate_masks
 from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD, MaskedTokens
 
 SHUFFLE_STREAM = 2  # RNG stream id for the per-epoch sample order
+REPLACE_STREAM = 3  # ... for the replacements of clips that fail to decode
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -41,39 +45,98 @@ class EpochSampler(Sampler[tuple[int, int]]):
             epoch, offset = epoch + 1, 0
 
 
+class ClipSource(Protocol):
+    """Clips by (epoch, index): a pure function of the key, so any worker can load any sample."""
+
+    def __len__(self) -> int: ...
+
+    def load(self, epoch: int, index: int) -> tuple[torch.Tensor, int]:
+        """uint8 clip [T, H, W, 3] and its label; raises VideoError when the video cannot be decoded."""
+        ...
+
+    def describe(self, index: int) -> str:
+        """The video behind `index` (for error reports)."""
+        ...
+
+
+class SyntheticSource:
+    """The built-in synthetic videos as a ClipSource (rendered at the final size: no augmentation)."""
+
+    def __init__(self, videos: SyntheticVideos) -> None:
+        self.videos = videos
+
+    def __len__(self) -> int:
+        return len(self.videos)
+
+    def load(self, epoch: int, index: int) -> tuple[torch.Tensor, int]:
+        return self.videos[index]
+
+    def describe(self, index: int) -> str:
+        return f"synthetic:{index}"
+
+
+@dataclass(frozen=True)
+class BadClip:
+    """A video that failed to decode, and why."""
+
+    path: str
+    reason: str
+
+
 @dataclass
 class PretrainSample:
     clip: torch.Tensor  # uint8 [T, H, W, 3]
     mask: SampleMask
+    failures: list[BadClip]  # videos tried (and replaced) before this clip loaded
+    valid: bool = True  # False when no replacement decoded either: the batch must not be trained on
 
 
 class MaskedClips(Dataset):
-    """Wraps a dataset of (uint8 clip, label) with the mask of each (epoch, index) key."""
+    """Clips with the mask of each (epoch, index) key. A clip that fails to decode is replaced by another index
+    (chosen deterministically from the key) and reported with the sample, never swapped silently."""
 
-    def __init__(self, clips: Dataset, masks: MaskGenerator) -> None:
-        self.clips, self.masks = clips, masks
+    def __init__(self, clips: ClipSource, masks: MaskGenerator, seed: int, max_tries: int = 10) -> None:
+        self.clips, self.masks, self.seed, self.max_tries = clips, masks, seed, max_tries
 
     def __len__(self) -> int:
         return len(self.clips)
 
     def __getitem__(self, key: tuple[int, int]) -> PretrainSample:
         epoch, index = key
-        clip, _ = self.clips[index]
-        return PretrainSample(clip, self.masks(epoch, index))
+        failures: list[BadClip] = []
+        candidate = index
+        replacements = np.random.default_rng([self.seed, epoch, index, REPLACE_STREAM])
+        for _ in range(self.max_tries):
+            try:
+                clip, _ = self.clips.load(epoch, candidate)
+                return PretrainSample(clip, self.masks(epoch, index), failures)
+            except VideoError as e:
+                failures.append(BadClip(self.clips.describe(candidate), str(e)))
+                candidate = int(replacements.integers(len(self.clips)))
+        grid = self.masks.grid
+        empty = torch.zeros(grid.frames, grid.height, grid.width, 3, dtype=torch.uint8)
+        return PretrainSample(empty, self.masks(epoch, index), failures, valid=False)
 
 
 @dataclass
 class PretrainBatch:
     clips: torch.Tensor  # uint8 [B, T, H, W, 3]
     tokens: MaskedTokens
+    failures: list[BadClip]
+    valid: bool
 
     def pin_memory(self) -> PretrainBatch:
-        return PretrainBatch(self.clips.pin_memory(), self.tokens)
+        return PretrainBatch(self.clips.pin_memory(), self.tokens, self.failures, self.valid)
 
 
 def collate_pretrain(samples: Sequence[PretrainSample]) -> PretrainBatch:
-    """Stack clips and masks of one batch."""
-    return PretrainBatch(torch.stack([s.clip for s in samples]), collate_masks([s.mask for s in samples]))
+    """Stack clips and masks of one batch; gather its decode failures."""
+    return PretrainBatch(
+        torch.stack([s.clip for s in samples]),
+        collate_masks([s.mask for s in samples]),
+        [bad for s in samples for bad in s.failures],
+        all(s.valid for s in samples),
+    )
 
 
 def pretrain_loader(

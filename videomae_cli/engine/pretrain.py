@@ -21,7 +21,8 @@ from safetensors.torch import load_file
 from torch import nn
 
 from videomae_cli import __version__
-from videomae_cli.data.loader import ClipNormalizer, MaskedClips, pretrain_loader
+from videomae_cli.data.loader import BadClip, ClipNormalizer, ClipSource, MaskedClips, SyntheticSource, pretrain_loader
+from videomae_cli.data.manifest import read_manifest, resolve_manifest
 from videomae_cli.data.synthetic import SyntheticVideos
 from videomae_cli.engine.checkpoint import (
     MODEL_FILE,
@@ -82,7 +83,7 @@ def setup(spec: PretrainSpec, argv: list[str] | None = None) -> Run:
     device = pick_device(spec.run.device)
     torch.manual_seed(spec.run.seed)
     model = PretrainVideoMAE(spec.model, grid_of(spec)).to(device)
-    dataset = MaskedClips(build_clips(spec), MaskGenerator(spec.mask, grid_of(spec), spec.run.seed))
+    dataset = MaskedClips(build_clips(spec), MaskGenerator(spec.mask, grid_of(spec), spec.run.seed), spec.run.seed)
     global_batch = spec.optim.batch_size * spec.optim.accum_steps
     if len(dataset) < global_batch:
         raise DataError(f"the dataset has {len(dataset)} clips, fewer than one global batch of {global_batch}")
@@ -98,17 +99,22 @@ def setup(spec: PretrainSpec, argv: list[str] | None = None) -> Run:
         schedule=make_schedule(spec.optim, global_batch, total or DEFAULT_PRETRAIN_STEPS, steps_per_epoch),
         dataset=dataset,
         global_batch=global_batch,
-        meta=run_metadata(argv),
+        meta=run_metadata(argv, getattr(dataset.clips, "backend", "synthetic")),
     )
     if resume_dir is not None:
         restore(run, resume_dir)
     return run
 
 
-def build_clips(spec: PretrainSpec) -> SyntheticVideos:
-    """The clip dataset named by spec.data (the built-in synthetic motion videos)."""
+def build_clips(spec: PretrainSpec) -> ClipSource:
+    """The clip source named by spec.data: the built-in synthetic videos, or the videos of a manifest."""
     d = spec.data
-    return SyntheticVideos(d.synthetic_videos, num_frames=d.num_frames, size=d.input_size, seed=spec.run.seed)
+    if d.source == "synthetic":
+        return SyntheticSource(SyntheticVideos(d.synthetic_videos, d.num_frames, d.input_size, seed=spec.run.seed))
+    from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
+
+    entries = read_manifest(resolve_manifest(Path(d.source)), d.root)
+    return VideoClips(entries, d, spec.run.seed)
 
 
 def find_resume_checkpoint(spec: PretrainSpec, out: Path) -> Path | None:
@@ -159,7 +165,7 @@ def check_same_model(saved: dict[str, Any], spec: PretrainSpec) -> None:
                 )
 
 
-def run_metadata(argv: list[str] | None) -> dict[str, Any]:
+def run_metadata(argv: list[str] | None, decoder_backend: str) -> dict[str, Any]:
     """What spec.yaml records beside the spec: command line, versions, code revision, data backend."""
     return {
         "argv": list(argv if argv is not None else sys.argv),
@@ -169,7 +175,7 @@ def run_metadata(argv: list[str] | None) -> dict[str, Any]:
             "python": platform.python_version(),
         },
         "git_sha": git_sha(),
-        "decoder_backend": "synthetic",
+        "decoder_backend": decoder_backend,
     }
 
 
@@ -231,7 +237,8 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog) -> float | None:
     batches, normalize = iter(loader), ClipNormalizer(run.device)
     model.train()
     loss_sum = torch.zeros((), device=run.device)
-    bad = torch.zeros((), dtype=torch.bool, device=run.device)
+    nonfinite = torch.zeros((), dtype=torch.bool, device=run.device)
+    bad_clips = BadClipLog(run.out / BAD_VIDEOS, len(run.dataset), spec.data.max_bad_fraction, reporter)
     window_start, window_steps, last_loss, started = time.perf_counter(), 0, None, time.perf_counter()
     for step in range(run.start_step, run.total_steps):
         lr = run.schedule.lr(step)
@@ -239,13 +246,14 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog) -> float | None:
             group["lr"] = lr
         for _ in range(spec.optim.accum_steps):
             batch = next(batches)
+            bad_clips.record(batch.failures, batch.valid)
             video, tokens = normalize(batch.clips), batch.tokens.to(run.device)
             with autocast:
                 loss = model(video, tokens).loss
             run.scaler.scale(loss / spec.optim.accum_steps).backward()
             loss = loss.detach()
             loss_sum += loss
-            bad |= ~torch.isfinite(loss)
+            nonfinite |= ~torch.isfinite(loss)
         if spec.optim.clip_grad:
             run.scaler.unscale_(opt)
             nn.utils.clip_grad_norm_(model.parameters(), spec.optim.clip_grad)
@@ -265,14 +273,15 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog) -> float | None:
                 "lr": lr,
                 "clips_per_s": window_steps * run.global_batch / elapsed,
                 "elapsed_s": time.perf_counter() - started,
+                "bad_videos": len(bad_clips.seen),
             }
-            ensure_finite(bad, run, done)
+            ensure_finite(nonfinite, run, done)
             metrics.write(record)
             reporter.log(done, record)
             loss_sum.zero_()
             window_start, window_steps, last_loss = time.perf_counter(), 0, mean_loss
         if (spec.run.save_every and done % spec.run.save_every == 0) or is_last:
-            ensure_finite(bad, run, done)
+            ensure_finite(nonfinite, run, done)
             save_run_checkpoint(run, done)
     reporter.notice(
         f"done: {run.total_steps} steps in {format_duration(time.perf_counter() - started)}; "
@@ -281,9 +290,45 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog) -> float | None:
     return last_loss
 
 
-def ensure_finite(bad: torch.Tensor, run: Run, step: int) -> None:
+BAD_VIDEOS = "bad_videos.txt"
+
+
+class BadClipLog:
+    """Every video that failed to decode: a warning, a line in RUN/bad_videos.txt (path, tab, reason), and a count in
+    metrics.jsonl. Past `max_fraction` of the dataset the run stops with exit 3 naming the files."""
+
+    def __init__(self, path: Path, dataset_size: int, max_fraction: float, reporter: Reporter) -> None:
+        self.path, self.dataset_size, self.max_fraction, self.reporter = path, dataset_size, max_fraction, reporter
+        self.seen: dict[str, str] = {}
+        if path.exists():  # a resumed run keeps counting the videos it already found bad
+            for line in path.read_text().splitlines():
+                video, _, reason = line.partition("\t")
+                self.seen[video] = reason
+
+    def record(self, failures: list[BadClip], batch_valid: bool) -> None:
+        """Log new failures; raise DataError past the allowed fraction or when no replacement clip decoded."""
+        for bad in failures:
+            if bad.path in self.seen:
+                continue
+            self.seen[bad.path] = bad.reason
+            with open(self.path, "a") as f:
+                f.write(f"{bad.path}\t{bad.reason}\n")
+            self.reporter.notice(f"warning: skipped a video that failed to decode: {bad.reason}")
+        too_many = len(self.seen) > self.max_fraction * self.dataset_size
+        if too_many or not batch_valid:
+            names = ", ".join(list(self.seen)[:3]) + (", ..." if len(self.seen) > 3 else "")
+            why = (
+                f"{len(self.seen)} of {self.dataset_size} videos failed to decode "
+                f"(more than data.max_bad_fraction {self.max_fraction})"
+                if too_many
+                else "no decodable replacement clip was found"
+            )
+            raise DataError(f"{why}: {names}; see {self.path}")
+
+
+def ensure_finite(nonfinite: torch.Tensor, run: Run, step: int) -> None:
     """Stop with exit 4 when any loss so far was NaN/inf; nothing after the last good checkpoint is saved."""
-    if bool(bad):
+    if bool(nonfinite):
         found = list_checkpoints(run.out)
         kept = f"the last good checkpoint is {found[-1][1]}" if found else "no checkpoint was written yet"
         raise NonFiniteLossError(f"loss became non-finite by step {step}; stopped, {kept}")

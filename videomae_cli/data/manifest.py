@@ -1,0 +1,73 @@
+"""VideoMAE annotation files (DESIGN §7): `PATH LABEL` lines, or VideoMAE V2's `PATH START TOTAL` pretraining lists.
+
+Space separated, no header. Paths may contain spaces (the numeric columns are split off the right end) and may be
+relative to a data root (by default the manifest's own folder).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from videomae_cli.errors import ConfigError, DataError
+
+TRAIN_MANIFEST = "train.csv"
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One video: its path, label (0 when unlabelled), and frame window (start, total; total -1 = to the end)."""
+
+    path: Path
+    label: int = 0
+    start: int = 0
+    total: int = -1
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def _numeric_tail(line: str, count: int) -> tuple[str, list[int]] | None:
+    """(path, the last `count` columns as ints), or None when they are not all integers."""
+    parts = line.rsplit(" ", count)
+    if len(parts) != count + 1 or not all(_is_int(p) for p in parts[1:]):
+        return None
+    return parts[0], [int(p) for p in parts[1:]]
+
+
+def read_manifest(path: Path, root: Path | None = None) -> list[ManifestEntry]:
+    """Entries of a VideoMAE annotation file. Files whose every line ends in two integers are V2 `PATH START TOTAL`
+    pretraining lists (unlabelled); otherwise every line must be `PATH LABEL`."""
+    try:
+        lines = [line.strip() for line in Path(path).read_text().splitlines()]
+    except OSError as e:
+        raise ConfigError(f"data.source: cannot read {path} ({e.strerror})") from None
+    base = Path(root) if root is not None else Path(path).parent
+    numbered = [(n, line) for n, line in enumerate(lines, 1) if line and not line.startswith("#")]
+    if not numbered:
+        raise DataError(f"{path}: the manifest lists no videos")
+    columns = 2 if all(_numeric_tail(line, 2) for _, line in numbered) else 1
+    entries = []
+    for number, line in numbered:
+        parsed = _numeric_tail(line, columns)
+        if parsed is None:
+            raise ConfigError(f"data.source: {path}:{number}: expected 'PATH LABEL' or 'PATH START TOTAL'")
+        video, values = parsed
+        location = Path(video) if Path(video).is_absolute() else base / video
+        entry = ManifestEntry(location, 0, *values) if columns == 2 else ManifestEntry(location, values[0])
+        entries.append(entry)
+    return entries
+
+
+def resolve_manifest(source: Path) -> Path:
+    """A manifest file, or the training manifest of a `videomae prepare-data` output directory."""
+    source = Path(source)
+    if source.is_dir():
+        candidate = source / TRAIN_MANIFEST
+        if not candidate.is_file():
+            raise ConfigError(f"data.source: {source} has no {TRAIN_MANIFEST} (make one with videomae prepare-data)")
+        return candidate
+    if not source.is_file():
+        raise ConfigError(f"data.source: no such file or directory: {source} (set by --data)")
+    return source

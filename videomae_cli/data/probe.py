@@ -1,0 +1,274 @@
+"""PyAV work on one video file at a time: probe it, transcode it, or write one from frames.
+
+These are the per-file jobs `videomae prepare-data` runs in a process pool, so this module imports nothing heavier
+than PyAV. None of them raises for a bad file: they return what went wrong, in a few words.
+
+`probe_video` decodes the first frame and a frame near the end because a truncated download usually opens fine (the
+container header is intact) and only fails when the decoder reaches the missing bytes -- the kind of silent data error
+that otherwise surfaces hours into training.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+# Leading bytes of the containers we see in practice. A file that starts like a container but does not open is a
+# damaged video (typically an mp4 whose index, written last, was cut off), not a stray non-video file.
+_CONTAINER_SIGNATURES: tuple[tuple[int, bytes], ...] = (
+    (4, b"ftyp"),  # mp4 / mov / m4v / 3gp
+    (4, b"moov"),
+    (4, b"mdat"),
+    (4, b"free"),
+    (4, b"wide"),
+    (0, b"\x1a\x45\xdf\xa3"),  # Matroska / WebM (EBML)
+    (0, b"RIFF"),  # avi
+    (0, b"FLV"),
+    (0, b"OggS"),
+    (0, b"\x00\x00\x01\xba"),  # MPEG program stream
+    (0, b"\x30\x26\xb2\x75"),  # ASF / wmv
+)
+# The end-of-stream check aims this many frame intervals before the reported end: the last one or two frames of a
+# valid file may carry timestamps slightly short of the container's duration.
+_END_MARGIN_FRAMES = 2.5
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a readable video's stream reports. `frames` is exact where the container indexes frames (mp4, avi) and
+    estimated from duration × fps otherwise (WebM, MKV)."""
+
+    frames: int
+    duration: float  # seconds
+    fps: float
+    width: int
+    height: int
+    codec: str
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The outcome for one file. `size`/`mtime_ns` identify the version probed (the cache key); a missing file has
+    size -1. Exactly one of `info` and `problem` is set."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    info: VideoInfo | None = None
+    problem: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the probe cache's entry format)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ProbeResult:
+        """Inverse of `to_json`."""
+        info = data.get("info")
+        return cls(
+            path=data["path"],
+            size=data["size"],
+            mtime_ns=data["mtime_ns"],
+            info=VideoInfo(**info) if info else None,
+            problem=data.get("problem"),
+        )
+
+
+class _Bad(Exception):
+    """Internal: the file has a problem; the message is the reason."""
+
+
+def probe_video(path: str | Path) -> ProbeResult:
+    """Open `path`, read its video stream's properties, and decode its first frame and a frame near its end."""
+    path = str(path)
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return ProbeResult(path, -1, 0, problem="missing file")
+    except OSError as e:
+        return ProbeResult(path, -1, 0, problem=f"cannot read ({e.strerror})")
+    try:
+        info = _probe_file(path, stat.st_size)
+    except _Bad as e:
+        return ProbeResult(path, stat.st_size, stat.st_mtime_ns, problem=str(e))
+    except Exception as e:
+        # Exotic files raise beyond FFmpegError (an unknown codec is a ValueError): one odd file among hundreds of
+        # thousands must not abort the whole run, so it is reported like any other unreadable video.
+        problem = f"unreadable ({type(e).__name__}: {_short(e)})"
+        return ProbeResult(path, stat.st_size, stat.st_mtime_ns, problem=problem)
+    return ProbeResult(path, stat.st_size, stat.st_mtime_ns, info=info)
+
+
+def _probe_file(path: str, size: int) -> VideoInfo:
+    if size == 0:
+        raise _Bad("empty file (0 bytes)")
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except av.FFmpegError as e:
+        raise _Bad(_open_failure(path, e)) from None
+    except OSError as e:
+        raise _Bad(f"cannot read ({e.strerror})") from None
+    with container:
+        if not container.streams.video:
+            kind = " (audio only)" if container.streams.audio else ""
+            raise _Bad(f"no video stream{kind}")
+        stream = container.streams.video[0]
+        info = _stream_info(container, stream)
+        _check_decodes_to_end(container, stream, info)
+    return info
+
+
+def _open_failure(path: str, error: av.FFmpegError) -> str:
+    """Reason for a file FFmpeg cannot open: damaged video or not a video at all, told apart by its first bytes."""
+    message = _short(error)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        head = b""
+    if any(head[offset : offset + len(magic)] == magic for offset, magic in _CONTAINER_SIGNATURES):
+        return f"truncated or corrupt: the container does not open ({message})"
+    return f"not a media file ({message})"
+
+
+def _short(error: Exception) -> str:
+    """FFmpeg's message without the errno and file name PyAV adds ('[Errno 1094995529] Invalid data ...: 'x.mp4'')."""
+    if isinstance(error, av.FFmpegError) and error.strerror:
+        return error.strerror
+    return str(error) or type(error).__name__
+
+
+def _stream_info(container: av.container.InputContainer, stream: av.VideoStream) -> VideoInfo:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate else 0.0
+    if stream.duration is not None and stream.time_base is not None:
+        duration = float(stream.duration * stream.time_base)
+    elif container.duration is not None:
+        duration = container.duration / av.time_base
+    else:
+        duration = 0.0
+    frames = stream.frames or round(duration * fps)
+    if frames <= 0:
+        frames = _count_packets(container, stream)
+    width, height = stream.codec_context.width, stream.codec_context.height
+    return VideoInfo(frames, round(duration, 3), round(fps, 3), width, height, stream.codec_context.name)
+
+
+def _count_packets(container: av.container.InputContainer, stream: av.VideoStream) -> int:
+    """Frame count by demuxing (no decoding), for containers that report neither frame count nor duration."""
+    try:
+        count = sum(1 for packet in container.demux(stream) if packet.size)
+        container.seek(0)
+    except av.FFmpegError as e:
+        raise _Bad(f"truncated or corrupt: {_short(e)}") from None
+    return count
+
+
+def _check_decodes_to_end(container: av.container.InputContainer, stream: av.VideoStream, info: VideoInfo) -> None:
+    """Decode the first frame, then seek near the end and decode forward until a frame there comes out."""
+    try:
+        first = next(container.decode(stream), None)
+    except av.FFmpegError as e:
+        raise _Bad(f"corrupt: the first frame does not decode ({_short(e)})") from None
+    if first is None:
+        raise _Bad("no decodable frames")
+    if info.fps <= 0 or info.duration <= 0:
+        return  # nothing says where the end is; the first frame is all we can check cheaply
+    start = first.time or 0.0
+    target = start + info.duration - _END_MARGIN_FRAMES / info.fps
+    if target <= start:
+        return
+    # Without a seek index (a WebM cut before its cues) seeking fails; decoding on from the first frame still works.
+    with contextlib.suppress(av.FFmpegError):
+        container.seek(int(target / stream.time_base), stream=stream)
+    last = start
+    try:
+        for frame in container.decode(stream):
+            if frame.time is not None:
+                last = frame.time
+                if last >= target:
+                    return
+    except av.FFmpegError as e:
+        raise _Bad(f"truncated or corrupt: a frame near the end does not decode ({_short(e)})") from None
+    raise _Bad(f"truncated: decoding stops at {last:.2f}s of {info.duration:.2f}s")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Writing H.264 mp4 files
+
+# Visually near-lossless at a modest size; "veryfast" keeps a dataset-wide transcode bound by decoding, not encoding.
+_H264_OPTIONS = {"crf": "18", "preset": "veryfast"}
+_FALLBACK_FPS = Fraction(25)
+
+
+def resized_dims(width: int, height: int, short_side: int) -> tuple[int, int]:
+    """(width, height) scaled so the shorter side is `short_side`, both even (H.264 in 4:2:0 needs even sizes)."""
+    scale = short_side / min(width, height)
+    return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
+
+
+def transcode_video(src: str, dst: str, short_side: int, threads: int = 1) -> str | None:
+    """Re-encode `src` as an H.264 mp4 at `dst`: short side `short_side`, same frame rate, no audio.
+
+    Returns None on success, else the problem. `dst` only ever appears complete (written under a temporary name, then
+    renamed), so an existing `dst` means a finished transcode.
+    """
+    try:
+        with av.open(src, metadata_errors="ignore") as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            rate = stream.average_rate or stream.guessed_rate or _FALLBACK_FPS
+            width, height = resized_dims(stream.codec_context.width, stream.codec_context.height, short_side)
+            frames = (
+                frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
+                for frame in container.decode(stream)
+            )
+            _write_h264_atomic(dst, frames, width, height, rate, threads)
+    except Exception as e:  # as in probe_video: one odd file must not abort a dataset-wide transcode
+        return f"transcode failed: {_short(e)}"
+    return None
+
+
+def write_frames(dst: str, frames: np.ndarray, fps: int, threads: int = 1) -> None:
+    """Write uint8 frames [T, H, W, 3] (RGB, even H and W) as an H.264 mp4 at `dst`, atomically."""
+    _, height, width, _ = frames.shape
+    video = (av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24") for f in frames)
+    _write_h264_atomic(dst, video, width, height, Fraction(fps), threads)
+
+
+def _write_h264_atomic(
+    dst: str, frames: Iterable[av.VideoFrame], width: int, height: int, rate: Fraction, threads: int
+) -> None:
+    final = Path(dst)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    # Hidden and pid-tagged, so concurrent writers never share a temp file and a crash leaves no file that looks done.
+    temp = final.with_name(f".{final.name}.{os.getpid()}.part")
+    try:
+        with av.open(str(temp), "w", format="mp4") as out:
+            stream = out.add_stream("libx264", rate=rate, options=_H264_OPTIONS)
+            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+            stream.codec_context.thread_count = threads
+            for index, frame in enumerate(frames):
+                # Renumbered at the output rate: keeps the fps while dropping the source's timestamp quirks.
+                frame.pts, frame.time_base = index, 1 / rate
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        os.replace(temp, final)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def write_synthetic_video(dst: str, index: int, seed: int, num_frames: int, size: int, fps: int) -> None:
+    """Render synthetic clip `index` (`synthetic.render_clip`) and write it as an H.264 mp4 at `dst`."""
+    from videomae_cli.data.synthetic import render_clip  # imports torch: only workers that render pay for it
+
+    clip, _ = render_clip(index, seed, num_frames, size)
+    write_frames(dst, clip, fps, threads=1)

@@ -10,8 +10,14 @@ import yaml
 from conftest import run_cli
 from videogen import write_text_as_video, write_truncated, write_video
 
+from videomae_cli.data import clips as clips_module
+from videomae_cli.data.clips import VideoClips
+from videomae_cli.data.loader import MaskedClips
 from videomae_cli.data.manifest import ManifestEntry, read_manifest
+from videomae_cli.data.video import open_video
 from videomae_cli.errors import ConfigError, DataError
+from videomae_cli.masking import MaskGenerator
+from videomae_cli.specs import PretrainSpec, grid_of, resolve_spec
 
 # 4 frames of 64² at sampling rate 2 → 2 × 4 × 4 tokens; videos are 80×64 so the multi-scale crop has room.
 REAL_ARGS = [
@@ -110,3 +116,33 @@ def test_too_many_corrupt_videos_stop_the_run_with_exit_3(tmp_path: Path) -> Non
 def test_a_missing_data_path_is_a_config_error(tmp_path: Path) -> None:
     result = run_cli("pretrain", *REAL_ARGS, "--data", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and result.stderr.startswith("error: data.source: no such file")
+
+
+def test_repeated_sampling_cuts_several_clips_from_one_decode(tmp_path: Path, monkeypatch) -> None:
+    data = make_videos(tmp_path / "data", good=2)
+    sets = ["model.name=test", "data.input_size=64", "data.num_frames=4", "data.num_sample=3", "optim.batch_size=3"]
+    spec = resolve_spec(PretrainSpec, sets=sets)
+    opened = []
+    monkeypatch.setattr(clips_module, "open_video", lambda *args: opened.append(args) or open_video(*args))
+    source = VideoClips(read_manifest(data / "train.csv"), spec.data, seed=0)
+    dataset = MaskedClips(source, MaskGenerator(spec.mask, grid_of(spec), seed=0), seed=0, num_sample=3)
+    sample = dataset[(0, 1)]
+    assert len(opened) == 1 and len(sample.clips) == len(sample.masks) == 3
+    assert len({clip.numpy().tobytes() for clip in sample.clips}) > 1  # crops drawn independently
+    assert len({tuple(mask.visible) for mask in sample.masks}) == 3  # and a mask each
+
+
+def test_num_sample_must_divide_the_batch() -> None:
+    with pytest.raises(ConfigError, match=r"data\.num_sample: 3 clips per video must divide optim\.batch_size 8"):
+        resolve_spec(PretrainSpec, sets=["data.num_sample=3"])
+
+
+def test_pretrain_with_repeated_sampling_trains(tmp_path: Path) -> None:
+    data = make_videos(tmp_path / "data", good=4)
+    result = run_cli(
+        "pretrain", *REAL_ARGS, "--data", str(data), "--steps", "2", "--set", "data.num_sample=2",
+        "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert record["epoch"] == 0.5  # a step is 2 clips = 1 video; 2 steps of a 4-video dataset

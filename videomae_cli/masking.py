@@ -100,12 +100,12 @@ class MaskGenerator:
         check_mask_fits(spec, grid)
         self.spec, self.grid, self.seed = spec, grid, seed
 
-    def rng(self, epoch: int, index: int) -> np.random.Generator:
-        """The mask RNG of one sample."""
-        return np.random.default_rng([self.seed, epoch, index, MASK_STREAM])
+    def rng(self, epoch: int, index: int, repeat: int = 0) -> np.random.Generator:
+        """The mask RNG of one sample (and of each repeated clip of it)."""
+        return np.random.default_rng([self.seed, epoch, index, MASK_STREAM, repeat])
 
-    def __call__(self, epoch: int, index: int) -> SampleMask:
-        rng = self.rng(epoch, index)
+    def __call__(self, epoch: int, index: int, repeat: int = 0) -> SampleMask:
+        rng = self.rng(epoch, index, repeat)
         masked = ENCODER_MASKS[self.spec.type](self.grid, self.spec.ratio, rng)
         visible = np.flatnonzero(~masked)
         if not self.spec.decoder_ratio:

@@ -91,6 +91,7 @@ class DataSpec(Strict):
     sampling: Literal["dense", "segment"] = "dense"  # K400-style frames at a stride, or one per segment (SSv2)
     sampling_rate: PositiveInt = 4
     synthetic_videos: PositiveInt = 2048
+    num_sample: PositiveInt = 1  # repeated sampling: clips (crops + masks) cut from each decoded video
     num_workers: NonNegativeInt = 1
     max_bad_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
 
@@ -161,6 +162,10 @@ class PretrainSpec(Strict):
         if d.num_frames % m.tubelet_size:
             raise ValueError(f"data.num_frames: {d.num_frames} is not divisible by model.tubelet_size {m.tubelet_size}")
         check_mask_fits(self.mask, grid_of(self))
+        if self.optim.batch_size % d.num_sample:
+            raise ValueError(
+                f"data.num_sample: {d.num_sample} clips per video must divide optim.batch_size {self.optim.batch_size}"
+            )
         return self
 
 

@@ -41,7 +41,7 @@ class VideoClips:
             return segment_indices(video_frames, self.spec.num_frames, rng)
         return pretrain_indices(video_frames, self.spec.num_frames, self.spec.sampling_rate, rng)
 
-    def load(self, epoch: int, index: int) -> tuple[torch.Tensor, int]:
+    def load(self, epoch: int, index: int, repeats: int = 1) -> tuple[list[torch.Tensor], int]:
         entry = self.entries[index]
         with open_video(entry.path, self.backend) as reader:
             available = reader.num_frames - entry.start
@@ -49,5 +49,8 @@ class VideoClips:
             if length < 1:
                 raise VideoError(f"{entry.path}: the window starts at frame {entry.start} of {reader.num_frames}")
             frames = reader.get_frames((self.frame_indices(length, epoch, index) + entry.start).tolist())
-        rng = np.random.default_rng([self.seed, epoch, index, AUGMENT_STREAM])
-        return self.crop(torch.from_numpy(frames), rng), entry.label
+        clip = torch.from_numpy(frames)
+        crops = [
+            self.crop(clip, np.random.default_rng([self.seed, epoch, index, AUGMENT_STREAM, r])) for r in range(repeats)
+        ]
+        return crops, entry.label

@@ -50,8 +50,9 @@ class ClipSource(Protocol):
 
     def __len__(self) -> int: ...
 
-    def load(self, epoch: int, index: int) -> tuple[torch.Tensor, int]:
-        """uint8 clip [T, H, W, 3] and its label; raises VideoError when the video cannot be decoded."""
+    def load(self, epoch: int, index: int, repeats: int = 1) -> tuple[list[torch.Tensor], int]:
+        """`repeats` uint8 clips [T, H, W, 3] cut from one decode of the video, and its label; raises VideoError when
+        the video cannot be decoded."""
         ...
 
     def describe(self, index: int) -> str:
@@ -68,8 +69,9 @@ class SyntheticSource:
     def __len__(self) -> int:
         return len(self.videos)
 
-    def load(self, epoch: int, index: int) -> tuple[torch.Tensor, int]:
-        return self.videos[index]
+    def load(self, epoch: int, index: int, repeats: int = 1) -> tuple[list[torch.Tensor], int]:
+        clip, label = self.videos[index]
+        return [clip] * repeats, label
 
     def describe(self, index: int) -> str:
         return f"synthetic:{index}"
@@ -85,8 +87,8 @@ class BadClip:
 
 @dataclass
 class PretrainSample:
-    clip: torch.Tensor  # uint8 [T, H, W, 3]
-    mask: SampleMask
+    clips: list[torch.Tensor]  # num_sample uint8 clips [T, H, W, 3] of one video
+    masks: list[SampleMask]  # one per clip
     failures: list[BadClip]  # videos tried (and replaced) before this clip loaded
     valid: bool = True  # False when no replacement decoded either: the batch must not be trained on
 
@@ -95,8 +97,11 @@ class MaskedClips(Dataset):
     """Clips with the mask of each (epoch, index) key. A clip that fails to decode is replaced by another index
     (chosen deterministically from the key) and reported with the sample, never swapped silently."""
 
-    def __init__(self, clips: ClipSource, masks: MaskGenerator, seed: int, max_tries: int = 10) -> None:
-        self.clips, self.masks, self.seed, self.max_tries = clips, masks, seed, max_tries
+    def __init__(
+        self, clips: ClipSource, masks: MaskGenerator, seed: int, num_sample: int = 1, max_tries: int = 10
+    ) -> None:
+        self.clips, self.masks, self.seed = clips, masks, seed
+        self.num_sample, self.max_tries = num_sample, max_tries
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -106,16 +111,17 @@ class MaskedClips(Dataset):
         failures: list[BadClip] = []
         candidate = index
         replacements = np.random.default_rng([self.seed, epoch, index, REPLACE_STREAM])
+        masks = [self.masks(epoch, index, repeat) for repeat in range(self.num_sample)]
         for _ in range(self.max_tries):
             try:
-                clip, _ = self.clips.load(epoch, candidate)
-                return PretrainSample(clip, self.masks(epoch, index), failures)
+                clips, _ = self.clips.load(epoch, candidate, self.num_sample)
+                return PretrainSample(clips, masks, failures)
             except VideoError as e:
                 failures.append(BadClip(self.clips.describe(candidate), str(e)))
                 candidate = int(replacements.integers(len(self.clips)))
         grid = self.masks.grid
         empty = torch.zeros(grid.frames, grid.height, grid.width, 3, dtype=torch.uint8)
-        return PretrainSample(empty, self.masks(epoch, index), failures, valid=False)
+        return PretrainSample([empty] * self.num_sample, masks, failures, valid=False)
 
 
 @dataclass
@@ -132,8 +138,8 @@ class PretrainBatch:
 def collate_pretrain(samples: Sequence[PretrainSample]) -> PretrainBatch:
     """Stack clips and masks of one batch; gather its decode failures."""
     return PretrainBatch(
-        torch.stack([s.clip for s in samples]),
-        collate_masks([s.mask for s in samples]),
+        torch.stack([clip for s in samples for clip in s.clips]),
+        collate_masks([mask for s in samples for mask in s.masks]),
         [bad for s in samples for bad in s.failures],
         all(s.valid for s in samples),
     )

@@ -5,7 +5,9 @@ than PyAV. None of them raises for a bad file: they return what went wrong, in a
 
 `probe_video` decodes the first frame and a frame near the end because a truncated download usually opens fine (the
 container header is intact) and only fails when the decoder reaches the missing bytes -- the kind of silent data error
-that otherwise surfaces hours into training.
+that otherwise surfaces hours into training. Given the training decoder (`decoder`), it then also opens the video
+with that backend (`video.open_video`) and decodes its first and last frames: decord bundles an older FFmpeg and can
+fail on files PyAV reads, and a video that passes only PyAV's check would still fail every time training samples it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any
 
 import av
 import numpy as np
+
+from videomae_cli.data.video import VideoError, open_video
 
 # Leading bytes of the containers we see in practice. A file that starts like a container but does not open is a
 # damaged video (typically an mp4 whose index, written last, was cut off), not a stray non-video file.
@@ -56,14 +60,16 @@ class VideoInfo:
 
 @dataclass(frozen=True)
 class ProbeResult:
-    """The outcome for one file. `size`/`mtime_ns` identify the version probed (the cache key); a missing file has
-    size -1. Exactly one of `info` and `problem` is set."""
+    """The outcome for one file. `size`/`mtime_ns` identify the version probed and `decoder` the training decoder it
+    was checked with (None: PyAV's probe only); together they are the cache key. A missing file has size -1. Exactly
+    one of `info` and `problem` is set."""
 
     path: str
     size: int
     mtime_ns: int
     info: VideoInfo | None = None
     problem: str | None = None
+    decoder: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the probe cache's entry format)."""
@@ -79,6 +85,7 @@ class ProbeResult:
             mtime_ns=data["mtime_ns"],
             info=VideoInfo(**info) if info else None,
             problem=data.get("problem"),
+            decoder=data.get("decoder"),
         )
 
 
@@ -86,25 +93,51 @@ class _Bad(Exception):
     """Internal: the file has a problem; the message is the reason."""
 
 
-def probe_video(path: str | Path) -> ProbeResult:
-    """Open `path`, read its video stream's properties, and decode its first frame and a frame near its end."""
+def probe_video(path: str | Path, decoder: str | None = None) -> ProbeResult:
+    """Open `path`, read its video stream's properties, and decode its first frame and a frame near its end.
+
+    With `decoder` (a concrete backend, "decord" or "pyav"), a video that passes is also opened with that backend and
+    its first and last frames decoded; one that fails gets the problem "<decoder> cannot decode it: <reason>".
+    """
     path = str(path)
     try:
         stat = os.stat(path)
     except FileNotFoundError:
-        return ProbeResult(path, -1, 0, problem="missing file")
+        return ProbeResult(path, -1, 0, problem="missing file", decoder=decoder)
     except OSError as e:
-        return ProbeResult(path, -1, 0, problem=f"cannot read ({e.strerror})")
+        return ProbeResult(path, -1, 0, problem=f"cannot read ({e.strerror})", decoder=decoder)
     try:
         info = _probe_file(path, stat.st_size)
     except _Bad as e:
-        return ProbeResult(path, stat.st_size, stat.st_mtime_ns, problem=str(e))
+        return ProbeResult(path, stat.st_size, stat.st_mtime_ns, problem=str(e), decoder=decoder)
     except Exception as e:
         # Exotic files raise beyond FFmpegError (an unknown codec is a ValueError): one odd file among hundreds of
         # thousands must not abort the whole run, so it is reported like any other unreadable video.
         problem = f"unreadable ({type(e).__name__}: {_short(e)})"
-        return ProbeResult(path, stat.st_size, stat.st_mtime_ns, problem=problem)
-    return ProbeResult(path, stat.st_size, stat.st_mtime_ns, info=info)
+        return ProbeResult(path, stat.st_size, stat.st_mtime_ns, problem=problem, decoder=decoder)
+    if decoder is not None:
+        problem = _decoder_problem(path, decoder)
+        if problem is not None:
+            return ProbeResult(path, stat.st_size, stat.st_mtime_ns, problem=problem, decoder=decoder)
+    return ProbeResult(path, stat.st_size, stat.st_mtime_ns, info=info, decoder=decoder)
+
+
+def _decoder_problem(path: str, decoder: str) -> str | None:
+    """None if `decoder` opens `path` and decodes its first and last frames, else why not.
+
+    The first and last frames are the cheap pair that catches both a stream the backend cannot open or decode at all
+    and one whose tail it cannot reach; they are indexed as training indexes them, by the backend's own frame count.
+    """
+    try:
+        with open_video(path, decoder) as reader:
+            reader.get_frames([0, reader.num_frames - 1])
+    except VideoError as e:
+        reason = str(e).removeprefix(f"{Path(path)}: ")  # the path is already the report entry's key
+    except Exception as e:  # as in probe_video: a backend's unexpected exception is this file's problem, not the run's
+        reason = f"{type(e).__name__}: {_short(e)}"
+    else:
+        return None
+    return f"{decoder} cannot decode it: {reason}"
 
 
 def _probe_file(path: str, size: int) -> VideoInfo:

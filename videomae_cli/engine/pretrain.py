@@ -73,6 +73,15 @@ class Run:
     def total_steps(self) -> int:
         return self.schedule.total
 
+    @property
+    def videos_per_step(self) -> int:
+        """Videos decoded per optimizer step (each gives data.num_sample clips)."""
+        return self.global_batch // self.spec.data.num_sample
+
+    def epoch_at(self, step: int) -> float:
+        """Passes over the dataset completed after `step` optimizer steps."""
+        return step * self.videos_per_step / len(self.dataset)
+
 
 def setup(spec: PretrainSpec, argv: list[str] | None = None) -> Run:
     """Resolve the device, model, optimizer, data and resume point of `spec` (whose run.out must be set)."""
@@ -83,11 +92,13 @@ def setup(spec: PretrainSpec, argv: list[str] | None = None) -> Run:
     device = pick_device(spec.run.device)
     torch.manual_seed(spec.run.seed)
     model = PretrainVideoMAE(spec.model, grid_of(spec)).to(device)
-    dataset = MaskedClips(build_clips(spec), MaskGenerator(spec.mask, grid_of(spec), spec.run.seed), spec.run.seed)
-    global_batch = spec.optim.batch_size * spec.optim.accum_steps
-    if len(dataset) < global_batch:
-        raise DataError(f"the dataset has {len(dataset)} clips, fewer than one global batch of {global_batch}")
-    steps_per_epoch = len(dataset) // global_batch
+    masks = MaskGenerator(spec.mask, grid_of(spec), spec.run.seed)
+    dataset = MaskedClips(build_clips(spec), masks, spec.run.seed, spec.data.num_sample)
+    global_batch = spec.optim.batch_size * spec.optim.accum_steps  # clips per optimizer step
+    videos_per_step = global_batch // spec.data.num_sample
+    if len(dataset) < videos_per_step:
+        raise DataError(f"the dataset has {len(dataset)} videos, fewer than one step's {videos_per_step}")
+    steps_per_epoch = len(dataset) // videos_per_step
     total = spec.run.steps or (math.ceil(spec.run.epochs * steps_per_epoch) if spec.run.epochs else None)
     run = Run(
         spec=spec,
@@ -228,9 +239,9 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog) -> float | None:
     )
     loader = pretrain_loader(
         run.dataset,
-        spec.optim.batch_size,
+        spec.optim.batch_size // spec.data.num_sample,
         spec.run.seed,
-        start_sample=run.start_step * run.global_batch,
+        start_sample=run.start_step * run.videos_per_step,
         num_workers=spec.data.num_workers,
         pin_memory=run.device.type == "cuda",
     )
@@ -268,7 +279,7 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog) -> float | None:
             elapsed = time.perf_counter() - window_start
             record = {
                 "step": done,
-                "epoch": done * run.global_batch / len(run.dataset),
+                "epoch": run.epoch_at(done),
                 "loss": mean_loss,
                 "lr": lr,
                 "clips_per_s": window_steps * run.global_batch / elapsed,
@@ -338,7 +349,7 @@ def save_run_checkpoint(run: Run, step: int) -> None:
     """Write a checkpoint of the current state, refresh RUN/model.safetensors, and keep only the newest ones."""
     state = {
         "step": step,
-        "epoch": step * run.global_batch / len(run.dataset),
+        "epoch": run.epoch_at(step),
         "optimizer": run.optimizer.state_dict(),
         "scaler": run.scaler.state_dict(),
         "rng": {

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -14,10 +15,13 @@ import pytest
 from conftest import run_cli
 from videogen import write_audio_only, write_text_as_video, write_truncated, write_video, write_zero_bytes
 
-from videomae_cli.data import prepare
+from videomae_cli.data import prepare, probe, video
 from videomae_cli.data.probe import probe_video
 from videomae_cli.data.synthetic import MOTION_CLASSES, synthetic_label
 from videomae_cli.errors import ConfigError
+
+# decord is optional (Linux x86_64 wheels only); where it is missing, "auto" means pyav and decord is not tested.
+HAVE_DECORD = "decord" in video.available_backends()
 
 CLASSES = ("archery", "bowling", "cycling")
 
@@ -270,9 +274,9 @@ def test_second_run_probes_nothing(class_tree, tmp_path: Path, monkeypatch: pyte
     root, _, _ = class_tree
     calls = []
 
-    def counting_probe(path):
+    def counting_probe(path, decoder=None):
         calls.append(path)
-        return probe_video(path)
+        return probe_video(path, decoder)
 
     monkeypatch.setattr(prepare, "probe_video", counting_probe)
     spec = prepare.build_prepare_spec(src=root, out=tmp_path, workers=1, progress="off")
@@ -327,3 +331,96 @@ def test_resize_short_transcodes_once(tmp_path: Path) -> None:
     assert load(out, "report.json")["transcode"] == {"transcoded": 0, "reused": 4, "failed": 0}
     assert {path: Path(path).stat().st_mtime_ns for path in rows} == mtimes
     assert not list(out.rglob("*.part"))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The training decoder check (--decoder)
+
+
+@pytest.mark.parametrize(
+    "decoder", ["pyav", pytest.param("decord", marks=pytest.mark.skipif(not HAVE_DECORD, reason="decord missing"))]
+)
+def test_decoder_accepts_the_good_videos(class_tree, tmp_path: Path, decoder: str) -> None:
+    root, good, bad = class_tree
+    result = run_cli("prepare-data", str(root), "--out", str(tmp_path), "--decoder", decoder)
+    assert result.returncode == 0, result.stderr
+    assert all_rows(tmp_path) == good
+    report = load(tmp_path, "report.json")
+    assert {problem["path"] for problem in report["problems"]} == set(bad)  # PyAV's own verdicts, unchanged
+    assert report["settings"]["decoder"] == decoder
+
+
+def test_auto_decoder_is_recorded_resolved(tmp_path: Path) -> None:
+    tiny_video(tmp_path / "src" / "v.mp4")
+    result = run_cli("prepare-data", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--val-fraction", "0")
+    assert result.returncode == 0, result.stderr
+    assert load(tmp_path / "out", "report.json")["settings"]["decoder"] == ("decord" if HAVE_DECORD else "pyav")
+
+
+def test_video_the_decoder_cannot_read_is_left_out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Files that PyAV reads and decord does not are hard to make on purpose: stand in for the backend instead.
+    good = tiny_video(tmp_path / "src" / "a" / "good.mp4")
+    odd = tiny_video(tmp_path / "src" / "a" / "odd.mp4")
+    real_open = probe.open_video
+
+    def picky_open(path, backend):
+        if str(path) == str(odd):
+            raise video.VideoError(f"{path}: decord cannot read it: unsupported profile")
+        return real_open(path, backend)
+
+    monkeypatch.setattr(probe, "open_video", picky_open)
+    spec = prepare.build_prepare_spec(src=tmp_path / "src", out=tmp_path / "out", workers=1, decoder="pyav")
+    result = prepare.prepare_data(spec, prepare.SilentPrepareReporter())
+    assert result.splits["train"] + result.splits["val"] == [(good, 0)]
+    reason = "pyav cannot decode it: decord cannot read it: unsupported profile"
+    assert result.problems == [prepare.Problem(str(odd), reason)]
+    assert result.report["problems"] == [{"path": str(odd), "reason": reason}]
+
+
+def test_probe_cache_is_per_decoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cache logic alone, with a stand-in check, so it is tested where decord is missing too.
+    paths = [tiny_video(tmp_path / f"v{i}.mp4") for i in range(3)]
+    calls: list[tuple[str, str]] = []
+
+    def fake_probe(path, decoder=None):
+        calls.append((path, decoder))
+        return replace(probe_video(path), decoder=decoder)
+
+    monkeypatch.setattr(prepare, "probe_video", fake_probe)
+    cache = tmp_path / prepare.PROBE_CACHE
+    reporter = prepare.SilentPrepareReporter()
+    _, counts = prepare.probe_all(paths, cache, 1, reporter, "pyav")
+    assert counts["probed"] == 3 and len(calls) == 3
+    results, counts = prepare.probe_all(paths, cache, 1, reporter, "decord")
+    assert counts == {"probed": 3, "cached": 0, "missing": 0}  # the pyav verdicts were not reused
+    assert {r.decoder for r in results.values()} == {"decord"} and calls[3:] == [(str(p), "decord") for p in paths]
+    _, counts = prepare.probe_all(paths, cache, 1, reporter, "decord")
+    assert counts == {"probed": 0, "cached": 3, "missing": 0}
+
+
+@pytest.mark.skipif(not HAVE_DECORD, reason="decord missing")
+def test_cache_from_one_decoder_is_not_reused_for_the_other(tmp_path: Path) -> None:
+    for i in range(2):
+        tiny_video(tmp_path / "src" / f"v{i}.mp4")
+    args = ("prepare-data", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--workers", "1")
+    for decoder, probed in (("pyav", 2), ("decord", 2), ("decord", 0)):
+        assert run_cli(*args, "--decoder", decoder).returncode == 0
+        report = load(tmp_path / "out", "report.json")
+        assert report["probe"]["probed"] == probed and report["settings"]["decoder"] == decoder
+
+
+def test_unknown_decoder_exits_2_naming_it(tmp_path: Path) -> None:
+    result = run_cli("prepare-data", str(tmp_path), "--out", str(tmp_path / "o"), "--decoder", "nosuch")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --decoder: "), result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_unavailable_decoder_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(video, "_decord", lambda: None)  # as on a machine without decord
+    assert prepare.resolve_decoder("auto") == "pyav"
+    spec = prepare.build_prepare_spec(src=tmp_path, out=tmp_path / "o", decoder="decord")
+    with pytest.raises(ConfigError, match=r"^--decoder: .*decord.* not available"):
+        prepare.prepare_data(spec, prepare.SilentPrepareReporter())
+    assert not (tmp_path / "o").exists()  # refused before anything was written

@@ -242,6 +242,15 @@ def prepare_data(
             help="Transcode to DIR/videos/ as H.264 with this short side (resumable); manifests list the copies.",
         ),
     ] = None,
+    decoder: Annotated[
+        str | None,
+        typer.Option(
+            "--decoder",
+            metavar="NAME",
+            help="Training decoder every video must also decode with: auto (decord where installed, else pyav), "
+            "decord or pyav. [default: auto]",
+        ),
+    ] = None,
     progress: Annotated[
         str | None,
         typer.Option(
@@ -274,6 +283,7 @@ def prepare_data(
             min_frames=min_frames,
             workers=workers,
             resize_short=resize_short,
+            decoder=decoder,
             progress=progress,
             synthetic=synthetic,
             num_frames=num_frames,

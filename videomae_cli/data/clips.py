@@ -14,6 +14,7 @@ from videomae_cli.data.manifest import ManifestEntry
 from videomae_cli.data.sampling import pretrain_indices, segment_indices
 from videomae_cli.data.transforms import MultiScaleCrop
 from videomae_cli.data.video import VideoError, open_video, resolve_backend
+from videomae_cli.errors import ConfigError
 from videomae_cli.specs import DataSpec
 
 CLIP_STREAM = 4  # RNG stream id for the clip position in the video
@@ -25,7 +26,10 @@ class VideoClips:
 
     def __init__(self, entries: list[ManifestEntry], spec: DataSpec, seed: int) -> None:
         self.entries, self.spec, self.seed = entries, spec, seed
-        self.backend = resolve_backend(spec.decoder)
+        try:
+            self.backend = resolve_backend(spec.decoder)
+        except VideoError as e:
+            raise ConfigError(f"data.decoder: {e}") from None
         self.crop = MultiScaleCrop(spec.input_size)
 
     def __len__(self) -> int:

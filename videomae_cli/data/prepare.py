@@ -2,8 +2,9 @@
 
 A source (class-per-folder tree, flat folder, VideoMAE annotation file, Kinetics csv, Something-Something V2 json, or
 the built-in synthetic videos) is read into a list of (video, label, split) items. Every video is probed in parallel
-(`probe.probe_video`), bad ones are reported and left out, optionally transcoded to a smaller short side, split
-(stratified, seeded) where the source has no split, and written to DIR as (DESIGN §7):
+(`probe.probe_video`: PyAV's checks, then a first- and last-frame decode with the training decoder, `--decoder`), bad
+ones are reported and left out, optionally transcoded to a smaller short side, split (stratified, seeded) where the
+source has no split, and written to DIR as (DESIGN §7):
 
 - `train.csv`, `val.csv` (and `test.csv` where the source has a test split): `PATH LABEL` lines, space separated, no
   header. PATH is absolute, so the manifests work from any working directory and need no data root.
@@ -11,8 +12,10 @@ the built-in synthetic videos) is read into a list of (video, label, split) item
 - `classes.json`: `{"labelled": bool, "num_classes": K, "classes": {"0": name, ...}}`. Unlabelled sources (a flat
   folder, a V2 pretraining list) write label 0 everywhere and `"labelled": false`.
 - `report.json`: source, format, counts per split and class, duration/fps/resolution/codec summary, and `problems`
-  (`[{"path", "reason"}]`, the videos left out).
-- `.probe_cache.json`: probe results keyed by (absolute path, size, mtime), so a re-run probes only changed files.
+  (`[{"path", "reason"}]`, the videos left out), and `settings` (the flags, with `decoder` resolved to the backend
+  that was checked).
+- `.probe_cache.json`: probe results keyed by (absolute path, size, mtime, decoder), so a re-run probes only changed
+  files, and a run with another decoder checks every file again.
 
 `prepare_data(spec, reporter)` does the work and reports progress through a `PrepareReporter`; it never prints. The
 reporters and the summary renderable at the end of this module are what the CLI uses to show it.
@@ -40,6 +43,7 @@ from typing import Any, Literal, Protocol
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from videomae_cli.data.probe import ProbeResult, probe_video, transcode_video
+from videomae_cli.data.video import VideoError, resolve_backend
 from videomae_cli.errors import ConfigError, DataError
 from videomae_cli.specs import Strict
 
@@ -54,10 +58,11 @@ PROBE_CACHE = ".probe_cache.json"
 VIDEOS_DIR = "videos"
 SYNTHETIC_FPS = 16  # a 16-frame synthetic clip lasts one second
 _OUTPUT_FILES = frozenset({*(f"{split}.csv" for split in SPLITS), PRETRAIN_LIST, CLASSES_FILE, REPORT_FILE})
-_CACHE_VERSION = 1  # bump when probe_video learns to catch more problems, so old verdicts are not trusted
+_CACHE_VERSION = 2  # bump when probe_video learns to catch more problems, so old verdicts are not trusted
 _SYNTHETIC_MARKER = ".synthetic.json"
 
 SourceFormat = Literal["auto", "folders", "annotations", "kinetics", "ssv2"]
+Decoder = Literal["auto", "decord", "pyav"]
 
 
 def default_workers() -> int:
@@ -81,6 +86,7 @@ class PrepareSpec(Strict):
     min_frames: int = 16
     workers: int = Field(default_factory=default_workers)
     resize_short: int | None = None
+    decoder: Decoder = "auto"
     progress: Literal["auto", "rich", "plain", "off"] = "auto"
     synthetic: int | None = None
     num_frames: int = 16
@@ -156,6 +162,7 @@ _FLAGS = {
     "min_frames": "--min-frames",
     "workers": "--workers",
     "resize_short": "--resize-short",
+    "decoder": "--decoder",
     "progress": "--progress",
     "synthetic": "--synthetic",
     "num_frames": "--num-frames",
@@ -178,6 +185,15 @@ def build_prepare_spec(**flags: Any) -> PrepareSpec:
             message = "required"
         got = "" if first["type"] in ("missing", "value_error") else f", got {first.get('input')!r}"
         raise ConfigError(f"{flag}: {message[:1].lower()}{message[1:]}{got}") from None
+
+
+def resolve_decoder(name: str) -> str:
+    """The backend `--decoder name` means here ("auto": decord where importable, else pyav); an explicitly requested
+    one that cannot be used here is a `ConfigError` naming the flag."""
+    try:
+        return resolve_backend(name)
+    except VideoError as e:
+        raise ConfigError(f"--decoder: {e}") from None
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -252,6 +268,9 @@ class PrepareReporter(Protocol):
 
 def prepare_data(spec: PrepareSpec, reporter: PrepareReporter) -> PrepareResult:
     """Read the source, probe every video, drop and report bad ones, transcode if asked, split, and write DIR."""
+    # Resolved before anything is written, and kept concrete from here on: the probe cache and report.json must say
+    # which backend was checked, which "auto" does not.
+    spec = spec.model_copy(update={"decoder": resolve_decoder(spec.decoder)})
     out = spec.out.absolute()
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {spec.out} is a file, not a directory")
@@ -261,7 +280,8 @@ def prepare_data(spec: PrepareSpec, reporter: PrepareReporter) -> PrepareResult:
         raise DataError(f"SRC: no videos found in {source.location} (format {source.format})")
     reporter.notice(f"{source.location}: {len(source.items)} videos listed ({source.format})")
 
-    probes, probe_counts = probe_all([item.path for item in source.items], out / PROBE_CACHE, spec.workers, reporter)
+    paths = [item.path for item in source.items]
+    probes, probe_counts = probe_all(paths, out / PROBE_CACHE, spec.workers, reporter, spec.decoder)
     usable, problems = _screen(source, probes, spec.min_frames)
     transcode_counts = None
     if spec.resize_short is not None:
@@ -332,9 +352,11 @@ def run_jobs(
 
 
 def probe_all(
-    paths: Sequence[Path], cache_path: Path, workers: int, reporter: PrepareReporter
+    paths: Sequence[Path], cache_path: Path, workers: int, reporter: PrepareReporter, decoder: str | None = None
 ) -> tuple[dict[str, ProbeResult], dict[str, int]]:
-    """Probe results for every path (keyed by str(path)), reusing cached ones whose size and mtime still match.
+    """Probe results for every path (keyed by str(path)), reusing cached ones whose size, mtime and decoder still
+    match. `decoder` is the concrete training backend each video must also decode with (None: PyAV's probe only);
+    its check runs inside the same worker call as the probe, so it is parallel too.
 
     Returns the results and counts {"probed", "cached", "missing"}. The cache is saved even when interrupted, so an
     interrupted run resumes where it stopped.
@@ -346,16 +368,17 @@ def probe_all(
         try:
             stat = os.stat(path)
         except FileNotFoundError:
-            results[path] = ProbeResult(path, -1, 0, problem="missing file")
+            results[path] = ProbeResult(path, -1, 0, problem="missing file", decoder=decoder)
             continue
         except OSError:
-            todo.append((path,))  # let the probe word the error
+            todo.append((path, decoder))  # let the probe word the error
             continue
         hit = cache.get(path)
-        if hit is not None and hit.size == stat.st_size and hit.mtime_ns == stat.st_mtime_ns:
+        # Another decoder's verdict says nothing about this one: decord can fail on files PyAV decodes.
+        if hit is not None and (hit.size, hit.mtime_ns, hit.decoder) == (stat.st_size, stat.st_mtime_ns, decoder):
             results[path] = hit
         else:
-            todo.append((path,))
+            todo.append((path, decoder))
     missing = len(results) - sum(1 for r in results.values() if r.size >= 0)
     counts = {"probed": len(todo), "cached": len(results) - missing, "missing": missing}
     if counts["cached"]:
@@ -1022,6 +1045,7 @@ def _videos_table(report: dict[str, Any]) -> Any:
         table.add_row("codec", _top(videos["codec"]))
     probe = report["probe"]
     table.add_row("probed", f"{probe['probed']} probed, {probe['cached']} cached")
+    table.add_row("decoder", f"{report['settings']['decoder']} (checked on every video)")
     if report["transcode"]:
         t = report["transcode"]
         table.add_row("transcoded", f"{t['transcoded']} new, {t['reused']} reused, {t['failed']} failed")

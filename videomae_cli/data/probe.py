@@ -137,7 +137,8 @@ def _decoder_problem(path: str, decoder: str) -> str | None:
         reason = f"{type(e).__name__}: {_short(e)}"
     else:
         return None
-    return f"{decoder} cannot decode it: {reason}"
+    # The reader's own wording often names the backend already ("decord cannot read it: ..."): don't say it twice.
+    return reason if reason.startswith(f"{decoder} ") else f"{decoder} cannot decode it: {reason}"
 
 
 def _probe_file(path: str, size: int) -> VideoInfo:

@@ -15,9 +15,8 @@ import torch
 
 from videomae_cli.models.pretrain import MaskedTokens
 from videomae_cli.models.vit import TokenGrid
+from videomae_cli.seeding import Stream, sample_rng
 from videomae_cli.specs import MaskSpec
-
-MASK_STREAM = 1  # RNG stream id for masks, so clip sampling/augmentation (other streams) never shifts them
 
 
 def tube_mask(grid: TokenGrid, ratio: float, rng: np.random.Generator) -> np.ndarray:
@@ -102,7 +101,7 @@ class MaskGenerator:
 
     def rng(self, epoch: int, index: int, repeat: int = 0) -> np.random.Generator:
         """The mask RNG of one sample (and of each repeated clip of it)."""
-        return np.random.default_rng([self.seed, epoch, index, MASK_STREAM, repeat])
+        return sample_rng(self.seed, epoch, index, Stream.MASK, repeat)
 
     def __call__(self, epoch: int, index: int, repeat: int = 0) -> SampleMask:
         rng = self.rng(epoch, index, repeat)

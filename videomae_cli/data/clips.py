@@ -15,10 +15,8 @@ from videomae_cli.data.sampling import pretrain_indices, segment_indices
 from videomae_cli.data.transforms import MultiScaleCrop
 from videomae_cli.data.video import VideoError, open_video, resolve_backend
 from videomae_cli.errors import ConfigError
+from videomae_cli.seeding import Stream, sample_rng
 from videomae_cli.specs import DataSpec
-
-CLIP_STREAM = 4  # RNG stream id for the clip position in the video
-AUGMENT_STREAM = 5  # ... for the spatial augmentation
 
 
 class VideoClips:
@@ -40,7 +38,7 @@ class VideoClips:
 
     def frame_indices(self, video_frames: int, epoch: int, index: int) -> np.ndarray:
         """Which frames of the (windowed) video make the clip of sample `index` in `epoch`."""
-        rng = np.random.default_rng([self.seed, epoch, index, CLIP_STREAM])
+        rng = sample_rng(self.seed, epoch, index, Stream.CLIP)
         if self.spec.sampling == "segment":
             return segment_indices(video_frames, self.spec.num_frames, rng)
         return pretrain_indices(video_frames, self.spec.num_frames, self.spec.sampling_rate, rng)
@@ -55,6 +53,6 @@ class VideoClips:
             frames = reader.get_frames((self.frame_indices(length, epoch, index) + entry.start).tolist())
         clip = torch.from_numpy(frames)
         crops = [
-            self.crop(clip, np.random.default_rng([self.seed, epoch, index, AUGMENT_STREAM, r])) for r in range(repeats)
+            self.crop(clip, sample_rng(self.seed, epoch, index, Stream.AUGMENT, r)) for r in range(repeats)
         ]
         return crops, entry.label

@@ -19,9 +19,7 @@ from videomae_cli.data.synthetic import SyntheticVideos
 from videomae_cli.data.video import VideoError
 from videomae_cli.masking import MaskGenerator, SampleMask, collate_masks
 from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD, MaskedTokens
-
-SHUFFLE_STREAM = 2  # RNG stream id for the per-epoch sample order
-REPLACE_STREAM = 3  # ... for the replacements of clips that fail to decode
+from videomae_cli.seeding import Stream, sample_rng
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -35,7 +33,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def order(self, epoch: int) -> np.ndarray:
         """The sample order of `epoch`."""
-        return np.random.default_rng([self.seed, epoch, SHUFFLE_STREAM]).permutation(self.num_samples)
+        return sample_rng(self.seed, epoch, 0, Stream.SHUFFLE).permutation(self.num_samples)
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch, offset = divmod(self.start, self.num_samples)
@@ -110,7 +108,7 @@ class MaskedClips(Dataset):
         epoch, index = key
         failures: list[BadClip] = []
         candidate = index
-        replacements = np.random.default_rng([self.seed, epoch, index, REPLACE_STREAM])
+        replacements = sample_rng(self.seed, epoch, index, Stream.REPLACE)
         masks = [self.masks(epoch, index, repeat) for repeat in range(self.num_sample)]
         for _ in range(self.max_tries):
             try:

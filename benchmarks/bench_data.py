@@ -36,10 +36,8 @@ clip (de-normalised) and ours (uint8) must agree to within 2 levels of 255 (PIL 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import platform
 import random
 import statistics
 import subprocess
@@ -51,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import av  # before anything that imports decord (see videomae_cli.data.video)
+import machine  # benchmarks/machine.py: scripts run from this folder
 import numpy as np
 import torch
 from PIL import Image
@@ -357,14 +356,6 @@ def check_same_work(path: Path, size: int) -> dict[str, float]:
 # ------------------------------------------------------------------------------------------------------- timing
 
 
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes have spent busy since boot (Linux /proc/stat), or None elsewhere."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -396,7 +387,7 @@ def run_worker(args: argparse.Namespace) -> None:
     warmup = 2 * max(args.num_workers, 1)
     for _ in range(warmup):
         next(iterator)
-    busy_start, cpu_start, start = busy_cpu_seconds(), loader_cpu_seconds(iterator), time.perf_counter()
+    busy_start, cpu_start, start = machine.busy_cpu_seconds(), loader_cpu_seconds(iterator), time.perf_counter()
     batches = 0
     while True:
         batch = next(iterator)
@@ -404,7 +395,7 @@ def run_worker(args: argparse.Namespace) -> None:
         wall = time.perf_counter() - start
         if wall >= args.seconds and batches >= 2:
             break
-    busy_end, cpu = busy_cpu_seconds(), loader_cpu_seconds(iterator) - cpu_start
+    busy_end, cpu = machine.busy_cpu_seconds(), loader_cpu_seconds(iterator) - cpu_start
     first = batch[0] if args.impl == OFFICIAL else batch.clips
     clips = batches * args.batch
     result = {
@@ -500,21 +491,14 @@ def environment() -> dict[str, Any]:
     import PIL
     import torchvision
 
-    cpu = platform.processor()
-    with contextlib.suppress(OSError, StopIteration):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "av": av.__version__,
-        "decord": decord.__version__,
-        "pillow": PIL.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-    }
+    return machine.environment(
+        torch=torch.__version__,
+        torchvision=torchvision.__version__,
+        av=av.__version__,
+        decord=decord.__version__,
+        pillow=PIL.__version__,
+        numpy=np.__version__,
+    )
 
 
 # (header, width, format, key) of the table's columns; the ratio columns are filled on our rows only.

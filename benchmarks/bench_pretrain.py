@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -29,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import machine  # benchmarks/machine.py: scripts run from this folder
 import torch
 
 from videomae_cli.masking import MaskGenerator, collate_masks
@@ -74,14 +74,6 @@ def max_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def busy_cpu_seconds() -> float | None:
-    """CPU seconds all processes have spent busy since boot (Linux /proc/stat), or None elsewhere."""
-    try:
-        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    except OSError:
-        return None
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def make_batch(config: BenchConfig) -> tuple[torch.Tensor, MaskedTokens, torch.Tensor]:
@@ -146,13 +138,14 @@ def run_worker(args: argparse.Namespace) -> None:
     times, cpu_times, losses = [], [], []
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
-            busy_start, own_start, wall_start = busy_cpu_seconds(), time.process_time(), time.perf_counter()
+            busy_start, own_start, wall_start = machine.busy_cpu_seconds(), time.process_time(), time.perf_counter()
         start, cpu_start = time.perf_counter(), time.process_time()
         losses.append(step())
         times.append(time.perf_counter() - start)
         # CPU seconds of all this process's threads: less sensitive than wall time to other processes on the CPU.
         cpu_times.append(time.process_time() - cpu_start)
-    busy_end, own_cpu, wall = busy_cpu_seconds(), time.process_time() - own_start, time.perf_counter() - wall_start
+    busy_end, own_cpu = machine.busy_cpu_seconds(), time.process_time() - own_start
+    wall = time.perf_counter() - wall_start
     result = {
         # The share of all CPUs that other processes used during the timed steps: the benchmark's noise floor.
         "others_cpu": None if busy_end is None else (busy_end - busy_start - own_cpu) / (wall * os.cpu_count()),
@@ -263,17 +256,10 @@ def environment() -> dict[str, Any]:
     """What the numbers were measured on."""
     import transformers
 
-    cpu = platform.processor()
-    with contextlib.suppress(OSError, StopIteration):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
-    return {
-        "cpu": cpu,
-        "logical_cpus": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-    }
+    return machine.environment(
+        torch=torch.__version__,
+        transformers=transformers.__version__,
+    )
 
 
 # (header, width, format) of the table's columns; the last three are filled on the hf row only.

@@ -10,6 +10,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from videomae_cli.models.pretrain import PretrainVideoMAE
+from videomae_cli.models.vit import TokenGrid
+from videomae_cli.specs import ModelSpec
+
 # The smallest setting that still has a real token grid: 4 frames × 64² → 2 × 4 × 4 tokens.
 TOY_SETS = [
     "data.input_size=64",
@@ -45,3 +49,19 @@ def randomize(model: nn.Module, seed: int) -> None:
         for param in model.parameters():
             noise = torch.randn(param.shape, generator=gen)
             param.copy_(1 + 0.1 * noise if id(param) in norm_weights else 0.05 * noise)
+
+
+# The parity and reference-math tests share one tiny model: 4 frames × 64² → 2 × 4 × 4 = 32 tokens.
+PARITY_GRID = TokenGrid(frames=4, height=64, width=64, patch=16, tubelet=2)
+
+
+def parity_spec(target: str = "norm_pixel") -> ModelSpec:
+    """The `test` size with two encoder and decoder blocks, so block indices above 0 are exercised."""
+    return ModelSpec(name="test", depth=2, decoder_depth=2, target=target)
+
+
+def parity_model(target: str = "norm_pixel", seed: int = 0) -> PretrainVideoMAE:
+    """A parity_spec model on PARITY_GRID, in eval mode, with every parameter randomised."""
+    model = PretrainVideoMAE(parity_spec(target), PARITY_GRID).eval()
+    randomize(model, seed)
+    return model

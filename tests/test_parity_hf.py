@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import randomize
+from conftest import PARITY_GRID, parity_model, parity_spec, randomize
 from torch import nn
 
 from videomae_cli.interop.hf import (
@@ -25,20 +25,11 @@ from videomae_cli.specs import MaskSpec, ModelSpec
 
 transformers = pytest.importorskip("transformers")  # the `dev` extra
 
-GRID = TokenGrid(frames=4, height=64, width=64, patch=16, tubelet=2)  # 2 × 4 × 4 = 32 tokens
+GRID = PARITY_GRID
 BATCH = 2
 ATOL = 1e-5
 
 
-def make_spec(target: str = "norm_pixel") -> ModelSpec:
-    """The `test` size with two decoder blocks, so block indices above 0 are exercised on both sides."""
-    return ModelSpec(name="test", depth=2, decoder_depth=2, target=target)
-
-
-def make_ours(target: str = "norm_pixel", seed: int = 0) -> PretrainVideoMAE:
-    model = PretrainVideoMAE(make_spec(target), GRID).eval()
-    randomize(model, seed)
-    return model
 
 
 def make_hf(spec: ModelSpec, attn: str = "sdpa") -> nn.Module:
@@ -77,9 +68,9 @@ def hf_forward(hf: nn.Module, video: torch.Tensor, mask: torch.Tensor) -> tuple[
 
 
 def test_converted_keys_and_shapes_are_hf_keys() -> None:
-    ours = make_ours()
+    ours = parity_model()
     converted = to_hf_pretraining_state_dict(ours.state_dict())
-    expected = make_hf(make_spec()).state_dict()
+    expected = make_hf(parity_spec()).state_dict()
     assert set(converted) == set(expected)
     assert all(converted[k].shape == expected[k].shape for k in expected)
 
@@ -89,8 +80,8 @@ def test_converted_keys_and_shapes_are_hf_keys() -> None:
 @pytest.mark.parametrize("mask_kind", ["tube", "random"])
 @torch.no_grad()
 def test_loss_and_logits_match_hf(mask_kind: str, target: str, attn: str) -> None:
-    ours = make_ours(target)
-    hf = make_hf(make_spec(target), attn)
+    ours = parity_model(target)
+    hf = make_hf(parity_spec(target), attn)
     assert hf.config.norm_pix_loss == (target == "norm_pixel")
     copy_into_hf(ours, hf)
     video, mask = make_clip(), make_mask(mask_kind)
@@ -105,8 +96,8 @@ def test_loss_and_logits_match_hf(mask_kind: str, target: str, attn: str) -> Non
 
 @torch.no_grad()
 def test_masked_tokens_input_matches_bool_mask_and_hf() -> None:
-    ours = make_ours()
-    hf = make_hf(make_spec())
+    ours = parity_model()
+    hf = make_hf(parity_spec())
     copy_into_hf(ours, hf)
     generator = MaskGenerator(MaskSpec(type="tube", ratio=0.75), GRID, seed=3)
     tokens = collate_masks([generator(epoch=0, index=i) for i in range(BATCH)])
@@ -125,14 +116,14 @@ def test_masked_tokens_input_matches_bool_mask_and_hf() -> None:
 
 @pytest.mark.parametrize("style", ["v4", "v5"])
 def test_round_trip_ours_hf_ours_is_identity(style: str) -> None:
-    state = make_ours().state_dict()
+    state = parity_model().state_dict()
     back = from_hf_pretraining_state_dict(to_hf_pretraining_state_dict(state, qv_bias_style=style))
     assert back.keys() == state.keys()
     assert all(torch.equal(back[k], state[k]) for k in state)
 
 
 def test_qv_bias_styles_name_the_biases() -> None:
-    state = make_ours().state_dict()
+    state = parity_model().state_dict()
     prefix = "videomae.encoder.layer.1.attention.attention."
     v4 = to_hf_pretraining_state_dict(state, qv_bias_style="v4")
     v5 = to_hf_pretraining_state_dict(state, qv_bias_style="v5")
@@ -155,8 +146,8 @@ def assert_hf_qv_biases_are_ours(hf: nn.Module, ours: PretrainVideoMAE) -> None:
 
 
 def test_hf_holds_our_nonzero_qv_biases_after_load_state_dict() -> None:
-    ours = make_ours()
-    hf = make_hf(make_spec())
+    ours = parity_model()
+    hf = make_hf(parity_spec())
     copy_into_hf(ours, hf)
     assert_hf_qv_biases_are_ours(hf, ours)
 
@@ -165,15 +156,15 @@ def test_hf_holds_our_nonzero_qv_biases_after_load_state_dict() -> None:
 def test_hf_from_pretrained_keeps_qv_biases(tmp_path, style: str) -> None:
     """What `export --format hf` writes must survive the installed transformers' own loader, in either bias style."""
     safetensors_torch = pytest.importorskip("safetensors.torch")
-    ours = make_ours()
-    make_hf(make_spec()).config.save_pretrained(tmp_path)
+    ours = parity_model()
+    make_hf(parity_spec()).config.save_pretrained(tmp_path)
     weights = to_hf_pretraining_state_dict(ours.state_dict(), qv_bias_style=style)
     safetensors_torch.save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
 
     hf = transformers.VideoMAEForPreTraining.from_pretrained(tmp_path).eval()
 
     assert_hf_qv_biases_are_ours(hf, ours)
-    hf.decoder.norm.eps = make_spec().layer_norm_eps
+    hf.decoder.norm.eps = parity_spec().layer_norm_eps
     video, mask = make_clip(), make_mask("tube")
     with torch.no_grad():
         torch.testing.assert_close(ours(video, mask).loss, hf_forward(hf, video, mask)[0], atol=ATOL, rtol=0)
@@ -181,9 +172,9 @@ def test_hf_from_pretrained_keeps_qv_biases(tmp_path, style: str) -> None:
 
 def test_hf_to_ours_loads_strict_and_matches() -> None:
     """The other direction: a random HF model converted to ours loads with strict=True and agrees."""
-    hf = make_hf(make_spec())
+    hf = make_hf(parity_spec())
     randomize(hf, seed=1)
-    ours = PretrainVideoMAE(make_spec(), GRID).eval()
+    ours = PretrainVideoMAE(parity_spec(), GRID).eval()
     ours.load_state_dict(from_hf_pretraining_state_dict(hf.state_dict()), strict=True)
     video, mask = make_clip(), make_mask("random")
     with torch.no_grad():

@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import randomize
+from conftest import PARITY_GRID, parity_model, parity_spec
 from torch import Tensor, nn
 
 from videomae_cli.masking import random_mask, running_cell_selection, tube_mask
-from videomae_cli.models.pretrain import MaskedTokens, PretrainVideoMAE
-from videomae_cli.models.vit import TokenGrid, sinusoid_table
+from videomae_cli.models.pretrain import MaskedTokens
+from videomae_cli.models.vit import sinusoid_table
 from videomae_cli.specs import ModelSpec
 
-GRID = TokenGrid(frames=4, height=64, width=64, patch=16, tubelet=2)  # 2 × 4 × 4 = 32 tokens
+GRID = PARITY_GRID
 BATCH = 2
 ATOL = 1e-5
 MEAN = torch.tensor((0.485, 0.456, 0.406), dtype=torch.float64)
@@ -141,14 +141,6 @@ def reference_mae_st_target(video: Tensor) -> Tensor:
 # Fixtures: tiny models with every parameter random, clips, masks.
 
 
-def make_spec(target: str = "norm_pixel") -> ModelSpec:
-    return ModelSpec(name="test", depth=2, decoder_depth=2, target=target)
-
-
-def make_model(target: str = "norm_pixel", seed: int = 0) -> PretrainVideoMAE:
-    model = PretrainVideoMAE(make_spec(target), GRID).eval()
-    randomize(model, seed)
-    return model
 
 
 def float64_state(model: nn.Module) -> dict[str, Tensor]:
@@ -172,7 +164,7 @@ def make_mask(kind: str, ratio: float = 0.75, seed: int = 0) -> Tensor:
 
 
 def test_model_position_tables_are_the_sinusoid_table() -> None:
-    model = make_model()
+    model = parity_model()
     assert torch.equal(model.encoder.pos_embed.table, sinusoid_table(GRID.num_tokens, 64))
     assert torch.equal(model.decoder_pos_embed.table, sinusoid_table(GRID.num_tokens, 32))
     pos, j, dim = 5, 7, 64  # one entry by hand: odd j → cos(pos / 10000^(2·⌊j/2⌋/d))
@@ -193,10 +185,10 @@ def test_sinusoid_table_is_the_official_table(num_positions: int, dim: int) -> N
 @pytest.mark.parametrize("mask_kind", ["tube", "random"])
 @torch.no_grad()
 def test_loss_and_pred_match_official_v1(mask_kind: str, target: str) -> None:
-    model, video, mask = make_model(target), make_video(), make_mask(mask_kind)
+    model, video, mask = parity_model(target), make_video(), make_mask(mask_kind)
     out = model(video, mask)
 
-    pred = reference_pred(video.double(), mask, float64_state(model), make_spec())
+    pred = reference_pred(video.double(), mask, float64_state(model), parity_spec())
     labels = reference_v1_target(video.double(), normalize=target == "norm_pixel")
     labels = labels[mask].reshape(BATCH, -1, GRID.patch_dim)
     loss = F.mse_loss(pred, labels)
@@ -208,10 +200,10 @@ def test_loss_and_pred_match_official_v1(mask_kind: str, target: str) -> None:
 
 @torch.no_grad()
 def test_patch_norm_target_matches_mae_st() -> None:
-    model, video, mask = make_model("patch_norm"), make_video(), make_mask("random")
+    model, video, mask = parity_model("patch_norm"), make_video(), make_mask("random")
     out = model(video, mask)
 
-    pred = reference_pred(video.double(), mask, float64_state(model), make_spec())
+    pred = reference_pred(video.double(), mask, float64_state(model), parity_spec())
     target = reference_mae_st_target(video.double())
     # MAE-ST's forward_loss: per-token mean, then the mean over masked tokens.
     per_token = (pred - target[mask].reshape(BATCH, -1, GRID.patch_dim)) ** 2
@@ -240,12 +232,12 @@ def random_decode(seed: int = 0) -> Tensor:
 def test_decoder_masking_matches_official_v2(make_decode) -> None:
     """V2 dual masking: mask tokens at every decoded position (seen by the encoder or not), pred rows ascending,
     loss only over decoded positions the encoder did not see (engine_for_pretraining.py's cal_loss_mask)."""
-    model, video, mask, decode = make_model(), make_video(), make_mask("tube", ratio=0.5), make_decode()
+    model, video, mask, decode = parity_model(), make_video(), make_mask("tube", ratio=0.5), make_decode()
     assert bool((decode & ~mask).any()) and bool((decode & mask).any())  # both kinds of decoded token occur
     tokens = MaskedTokens.from_mask(mask, decode)
     out = model(video, tokens)
 
-    pred = reference_pred(video.double(), mask, float64_state(model), make_spec(), decode=decode)
+    pred = reference_pred(video.double(), mask, float64_state(model), parity_spec(), decode=decode)
     labels = reference_v1_target(video.double(), normalize=True)[decode].reshape(BATCH, -1, GRID.patch_dim)
     per_token = ((pred - labels) ** 2).mean(dim=-1)
     cal_loss_mask = mask[decode].reshape(BATCH, -1).double()

@@ -122,6 +122,22 @@ def from_hf_pretraining_state_dict(state_dict: dict[str, Tensor]) -> dict[str, T
     return out
 
 
+_CLASSIFIER_HEAD = (("fc_norm.", "fc_norm."), ("head.", "classifier."))  # (ours, HF)
+
+
+def to_hf_classification_state_dict(state_dict: dict[str, Tensor], qv_bias_style: str = "auto") -> dict[str, Tensor]:
+    """Our classifier state dict → `VideoMAEForVideoClassification` keys (mean pooling: fc_norm, no videomae.layernorm).
+
+    The encoder part goes through the pretraining table (our classifier names are the pretrain encoder's without
+    `encoder.`), so both models share one mapping.
+    """
+    head = {k: v for k, v in state_dict.items() if _rename(k, _CLASSIFIER_HEAD) is not None}
+    encoder = {f"encoder.{k}": v for k, v in state_dict.items() if k not in head}
+    out = to_hf_pretraining_state_dict(encoder, qv_bias_style)
+    out.update((_rename(k, _CLASSIFIER_HEAD), v) for k, v in head.items())
+    return out
+
+
 def hf_config_kwargs(spec: ModelSpec, grid: TokenGrid) -> dict[str, Any]:
     """`VideoMAEConfig` keyword arguments for a model of `spec` on clips of `grid`.
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from videomae_cli.errors import ConfigError
 from videomae_cli.models.sizes import SIZE_NAMES, SIZES
+from videomae_cli.models.vit import TokenGrid
 
 SizeName = Literal["test", "tiny", "small", "base", "large", "huge", "giant"]
 assert SizeName.__args__ == SIZE_NAMES  # the CLI help and the table must not drift apart
@@ -169,10 +170,8 @@ class PretrainSpec(Strict):
         return self
 
 
-def grid_of(spec: PretrainSpec) -> Any:
+def grid_of(spec: PretrainSpec) -> TokenGrid:
     """The token grid the spec's model sees."""
-    from videomae_cli.models.vit import TokenGrid
-
     return TokenGrid(
         frames=spec.data.num_frames,
         height=spec.data.input_size,

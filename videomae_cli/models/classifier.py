@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from videomae_cli.models.vit import Encoder, TokenGrid, all_token_indices, patchify, trunc_normal_init
+from videomae_cli.models.vit import Encoder, TokenGrid, all_token_indices, encoder_options, patchify, trunc_normal_init
 from videomae_cli.specs import ModelSpec
 
 HEAD_INIT_SCALE = 0.001  # the official fine-tune scales the head's initial weights down by this
@@ -19,18 +19,7 @@ class VideoClassifier(Encoder):
     """`model(video)` → logits [B, num_classes]; video is float [B, 3, T, H, W], ImageNet-normalised."""
 
     def __init__(self, spec: ModelSpec, grid: TokenGrid, num_classes: int, head_init_scale: float = HEAD_INIT_SCALE):
-        super().__init__(
-            grid,
-            spec.dim,
-            spec.depth,
-            spec.heads,
-            spec.mlp_dim,
-            eps=spec.layer_norm_eps,
-            drop_path=spec.drop_path,
-            pos_embed=spec.pos_embed,
-            cls_token=spec.cls_token,
-            final_norm=False,
-        )
+        super().__init__(grid, **encoder_options(spec), final_norm=False)  # fc_norm after pooling replaces norm
         self.config = spec
         self.fc_norm = nn.LayerNorm(spec.dim, eps=spec.layer_norm_eps)
         self.head = nn.Linear(spec.dim, num_classes)

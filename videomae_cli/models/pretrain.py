@@ -17,6 +17,7 @@ from videomae_cli.models.vit import (
     Encoder,
     Positions,
     TokenGrid,
+    encoder_options,
     gather_tokens,
     init_official,
     patchify,
@@ -119,17 +120,7 @@ class PretrainVideoMAE(nn.Module):
     def __init__(self, spec: ModelSpec, grid: TokenGrid) -> None:
         super().__init__()
         self.config, self.grid = spec, grid
-        self.encoder = Encoder(
-            grid,
-            spec.dim,
-            spec.depth,
-            spec.heads,
-            spec.mlp_dim,
-            eps=spec.layer_norm_eps,
-            drop_path=spec.drop_path,
-            pos_embed=spec.pos_embed,
-            cls_token=spec.cls_token,
-        )
+        self.encoder = Encoder(grid, **encoder_options(spec))
         self.encoder_to_decoder = nn.Linear(spec.dim, spec.decoder_dim, bias=spec.decoder_embed_bias)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, spec.decoder_dim))
         self.decoder_pos_embed = Positions(spec.pos_embed, grid, spec.decoder_dim, spec.cls_token)

@@ -8,11 +8,15 @@ Tokens are tubelets of `tubelet` frames × p × p pixels, ordered (t, h, w). Pix
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
+
+if TYPE_CHECKING:
+    from videomae_cli.specs import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -217,6 +221,20 @@ class Encoder(nn.Module):
         for block in self.blocks:
             x = block(x)
         return x if self.norm is None else self.norm(x)
+
+
+def encoder_options(spec: ModelSpec) -> dict[str, Any]:
+    """Encoder's arguments (after the grid) for a model spec; shared by the pretrain model and the classifier."""
+    return {
+        "dim": spec.dim,
+        "depth": spec.depth,
+        "heads": spec.heads,
+        "mlp_dim": spec.mlp_dim,
+        "eps": spec.layer_norm_eps,
+        "drop_path": spec.drop_path,
+        "pos_embed": spec.pos_embed,
+        "cls_token": spec.cls_token,
+    }
 
 
 def all_token_indices(batch: int, num_tokens: int, device: torch.device | str | None = None) -> torch.Tensor:

@@ -3,7 +3,7 @@
 What a pretraining step asks of the loader: per clip, 16 frames at sampling rate 4 (the V1 pretraining sampler), decode
 only those, the multi-scale crop resized to 224 (and 112 as a second config), plus the tube mask. Compared:
 
-- ours: `MaskedClips(VideoClips(...))` through `pretrain_loader` (the training loader), for every backend in
+- ours: `SampledClips(VideoClips(...))` through `train_loader` (the training loader), for every backend in
   `available_backends()`: uint8 clips, normalised later on the training device;
 - official: a reimplementation of the official VideoMAE V1 pretraining loader (`VideoMAE` dataset +
   `DataAugmentationForVideoMAE`): decord `VideoReader(path, num_threads=1)`, `get_batch(frame_id_list).asnumpy()`
@@ -56,7 +56,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from videomae_cli.data.clips import VideoClips
-from videomae_cli.data.loader import EpochSampler, MaskedClips, pretrain_loader
+from videomae_cli.data.loader import EpochSampler, SampledClips, train_loader
 from videomae_cli.data.manifest import ManifestEntry
 from videomae_cli.data.sampling import pretrain_indices
 from videomae_cli.data.transforms import MultiScaleCrop, crop, resize_clip
@@ -307,13 +307,13 @@ def official_loader(paths: list[Path], size: int, batch: int, workers: int) -> D
 
 
 def our_loader(paths: list[Path], backend: str, size: int, batch: int, workers: int) -> DataLoader:
-    """The training loader: MaskedClips(VideoClips) through pretrain_loader."""
+    """The training loader: SampledClips(VideoClips) through train_loader."""
     spec = DataSpec(decoder=backend, num_frames=NUM_FRAMES, input_size=size, sampling_rate=SAMPLING_RATE)
     clips = VideoClips([ManifestEntry(path) for path in paths], spec, SEED)
     masks = MaskGenerator(
         MaskSpec(type="tube", ratio=MASK_RATIO), TokenGrid(NUM_FRAMES, size, size, PATCH, TUBELET), SEED
     )
-    return pretrain_loader(MaskedClips(clips, masks, SEED), batch, SEED, 0, workers, pin_memory=False)
+    return train_loader(SampledClips(clips, masks, SEED), batch, SEED, 0, workers, pin_memory=False)
 
 
 # ------------------------------------------------------------------------------------------- same work, checked

@@ -14,7 +14,8 @@ from conftest import TOY_SETS
 from safetensors.torch import load_file
 
 from videomae_cli.engine import checkpoint as ckpt
-from videomae_cli.engine.pretrain import setup, train
+from videomae_cli.engine.loop import train
+from videomae_cli.engine.pretrain import setup
 from videomae_cli.engine.progress import SilentReporter
 from videomae_cli.errors import NonFiniteLossError
 from videomae_cli.specs import PretrainSpec, resolve_spec

@@ -12,7 +12,7 @@ from videogen import write_text_as_video, write_truncated, write_video
 
 from videomae_cli.data import clips as clips_module
 from videomae_cli.data.clips import VideoClips
-from videomae_cli.data.loader import MaskedClips
+from videomae_cli.data.loader import SampledClips
 from videomae_cli.data.manifest import ManifestEntry, read_manifest
 from videomae_cli.data.video import open_video
 from videomae_cli.errors import ConfigError, DataError
@@ -125,7 +125,7 @@ def test_repeated_sampling_cuts_several_clips_from_one_decode(tmp_path: Path, mo
     opened = []
     monkeypatch.setattr(clips_module, "open_video", lambda *args: opened.append(args) or open_video(*args))
     source = VideoClips(read_manifest(data / "train.csv"), spec.data, seed=0)
-    dataset = MaskedClips(source, MaskGenerator(spec.mask, grid_of(spec), seed=0), seed=0, num_sample=3)
+    dataset = SampledClips(source, MaskGenerator(spec.mask, grid_of(spec), seed=0), seed=0, num_sample=3)
     sample = dataset[(0, 1)]
     assert len(opened) == 1 and len(sample.clips) == len(sample.masks) == 3
     assert len({clip.numpy().tobytes() for clip in sample.clips}) > 1  # crops drawn independently

@@ -2,29 +2,39 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from safetensors.torch import load_file
 from torch import nn
 
-from videomae_cli.engine.checkpoint import MODEL_FILE, read_spec_json
+from videomae_cli.engine.checkpoint import MODEL_FILE, read_metadata, read_spec_json
+from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.models.pretrain import PretrainVideoMAE
-from videomae_cli.specs import PretrainSpec, grid_of
+from videomae_cli.specs import FinetuneSpec, PretrainSpec, grid_of
 
 
 def load(path: str | Path, device: str = "cpu") -> nn.Module:
-    """Load one of our checkpoints (a model.safetensors, a checkpoint dir or a run dir) in eval mode, with `.spec`.
+    """Load one of our checkpoints (a .safetensors file, a checkpoint dir or a run dir) in eval mode, with `.spec`.
 
     A pretrain checkpoint gives a PretrainVideoMAE: `model(video, mask)` → `.loss`, `.pred` (DESIGN §4).
+    A classifier checkpoint gives a VideoClassifier: `model(video)` → logits [B, K], with `.classes` (the names).
     """
     path = Path(path)
     if path.is_dir():
         path = path / MODEL_FILE
     kind, spec_dict = read_spec_json(path)
-    if kind != "pretrain":
+    if kind == "pretrain":
+        spec = PretrainSpec.model_validate(spec_dict)
+        model: nn.Module = PretrainVideoMAE(spec.model, grid_of(spec))
+    elif kind == "classifier":
+        spec = FinetuneSpec.model_validate(spec_dict)
+        classes = json.loads(read_metadata(path)["videomae.classes"])
+        m = spec.model
+        model = VideoClassifier(m, grid_of(spec), len(classes), m.head_init_scale, pool=m.pool)
+        model.classes = classes
+    else:
         raise ValueError(f"{path}: checkpoints of kind {kind!r} are not supported by this version")
-    spec = PretrainSpec.model_validate(spec_dict)
-    model = PretrainVideoMAE(spec.model, grid_of(spec))
     model.load_state_dict(load_file(str(path), device=device))
     model.spec = spec
     return model.to(device).eval()

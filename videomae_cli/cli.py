@@ -67,25 +67,62 @@ SetOpt = Annotated[
 ]
 
 
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        metavar="PATH",
+        help="A manifest (PATH LABEL lines, or V2's PATH START TOTAL) or a prepare-data directory. "
+        "[default: synthetic]",
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model", metavar="NAME", help="Model size: test, tiny, small, base, large, huge, giant. [default: tiny]"
+    ),
+]
+StepsOpt = Annotated[int | None, typer.Option("--steps", metavar="N", help="Optimizer steps to train.")]
+EpochsOpt = Annotated[
+    float | None, typer.Option("--epochs", metavar="N", help="Train for this many epochs instead of --steps.")
+]
+BatchSizeOpt = Annotated[
+    int | None, typer.Option("--batch-size", metavar="N", help="Clips per step per device. [default: 8]")
+]
+PrecisionOpt = Annotated[
+    str | None, typer.Option("--precision", metavar="P", help="fp32, bf16 or fp16 (autocast). [default: fp32]")
+]
+DeviceOpt = Annotated[str | None, typer.Option("--device", metavar="D", help="auto, cpu or cuda. [default: auto]")]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--num-workers", metavar="N", help="Data loader processes. [default: 1]")
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option("--seed", metavar="N", help="Seed for init, data order, augmentation and masks. [default: 0]"),
+]
+ResumeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--resume",
+        metavar="auto|none|PATH",
+        help="auto (continue --out if it has checkpoints), none, or a checkpoint/run path.",
+    ),
+]
+PrintConfigOpt = Annotated[bool, typer.Option("--print-config", help="Print the resolved spec as YAML and exit.")]
+ProgressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--progress", metavar="MODE", help="auto (a bar on a terminal, plain lines otherwise), rich, plain or off."
+    ),
+]
+
+
 @app.command()
 def pretrain(
     config: ConfigOpt = None,
     set_: SetOpt = None,
-    data: Annotated[
-        str | None,
-        typer.Option(
-            "--data",
-            metavar="PATH",
-            help="A manifest (PATH LABEL lines, or V2's PATH START TOTAL) or a prepare-data directory. "
-            "[default: synthetic]",
-        ),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", metavar="NAME", help="Model size: test, tiny, small, base, large, huge, giant. [default: tiny]"
-        ),
-    ] = None,
+    data: DataOpt = None,
+    model: ModelOpt = None,
     mask_type: Annotated[
         str | None,
         typer.Option(
@@ -104,65 +141,67 @@ def pretrain(
             help="V2 running-cell decoder masking: share of positions not decoded (0, .25, .5, .75). [default: 0]",
         ),
     ] = None,
-    steps: Annotated[
-        int | None, typer.Option("--steps", metavar="N", help="Optimizer steps to train. [default: 300]")
-    ] = None,
-    epochs: Annotated[
-        float | None, typer.Option("--epochs", metavar="N", help="Train for this many epochs instead of --steps.")
-    ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option("--batch-size", metavar="N", help="Clips per step per device. [default: 8]")
-    ] = None,
+    steps: StepsOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchSizeOpt = None,
     lr: Annotated[
         float | None,
         typer.Option(
             "--lr", metavar="X", help="Base learning rate per 256 clips, scaled by the global batch. [default: 1.5e-4]"
         ),
     ] = None,
-    precision: Annotated[
-        str | None, typer.Option("--precision", metavar="P", help="fp32, bf16 or fp16 (autocast). [default: fp32]")
-    ] = None,
-    device: Annotated[
-        str | None, typer.Option("--device", metavar="D", help="auto, cpu or cuda. [default: auto]")
-    ] = None,
-    num_workers: Annotated[
-        int | None, typer.Option("--num-workers", metavar="N", help="Data loader processes. [default: 1]")
-    ] = None,
-    seed: Annotated[
-        int | None, typer.Option("--seed", metavar="N", help="Seed for init, data order and masks. [default: 0]")
-    ] = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    num_workers: WorkersOpt = None,
+    seed: SeedOpt = None,
     out: Annotated[
         Path | None, typer.Option("--out", metavar="DIR", help="Run directory. [default: runs/pretrain-<date>-<time>]")
     ] = None,
-    resume: Annotated[
-        str | None,
-        typer.Option(
-            "--resume",
-            metavar="auto|none|PATH",
-            help="auto (continue --out if it has checkpoints), none, or a checkpoint/run path.",
-        ),
-    ] = None,
-    print_config: Annotated[
-        bool, typer.Option("--print-config", help="Print the resolved spec as YAML and exit.")
-    ] = False,
-    progress: Annotated[
-        str | None,
-        typer.Option(
-            "--progress", metavar="MODE", help="auto (a bar on a terminal, plain lines otherwise), rich, plain or off."
-        ),
-    ] = None,
+    resume: ResumeOpt = None,
+    print_config: PrintConfigOpt = False,
+    progress: ProgressOpt = None,
 ) -> None:
-    """Pretrain a VideoMAE model. With no options: a tiny model on the built-in synthetic videos, minutes on a CPU."""
-    from videomae_cli.engine.pretrain import setup, train
+    """Pretrain a VideoMAE model (default 300 steps). With no options: a tiny model on the built-in synthetic
+    videos, minutes on a CPU."""
+    from videomae_cli.engine.loop import train
+    from videomae_cli.engine.pretrain import setup
     from videomae_cli.engine.progress import make_reporter
     from videomae_cli.specs import PretrainSpec, resolve_spec, spec_to_yaml
 
-    flags: dict[str, tuple[str, Any]] = {
+    flags = {
         "data.source": ("--data", data),
         "model.name": ("--model", model),
         "mask.type": ("--mask-type", mask_type),
         "mask.ratio": ("--mask-ratio", mask_ratio),
         "mask.decoder_ratio": ("--decoder-mask-ratio", decoder_mask_ratio),
+        **common_run_flags(steps, epochs, batch_size, lr, precision, device, num_workers, seed, out, resume, progress),
+    }
+    with user_errors():
+        spec = resolve_spec(PretrainSpec, config, set_, flags)
+        if spec.run.out is None:
+            spec.run.out = Path("runs") / time.strftime("pretrain-%Y%m%d-%H%M%S")
+        if print_config:
+            typer.echo(spec_to_yaml(spec), nl=False)
+            return
+        run = setup(spec, argv=["videomae", *sys.argv[1:]])
+        train(run, make_reporter(spec.run.progress, label="pretrain"))
+
+
+def common_run_flags(
+    steps: int | None,
+    epochs: float | None,
+    batch_size: int | None,
+    lr: float | None,
+    precision: str | None,
+    device: str | None,
+    num_workers: int | None,
+    seed: int | None,
+    out: Path | None,
+    resume: str | None,
+    progress: str | None,
+) -> dict[str, tuple[str, Any]]:
+    """The flags pretrain and finetune share, as {spec path: (flag, value)}."""
+    return {
         "run.steps": ("--steps", steps),
         "run.epochs": ("--epochs", epochs),
         "optim.batch_size": ("--batch-size", batch_size),
@@ -175,15 +214,149 @@ def pretrain(
         "run.resume": ("--resume", resume),
         "run.progress": ("--progress", progress),
     }
+
+
+@app.command()
+def finetune(
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            metavar="CKPT|none",
+            help="Pretrain or classifier checkpoint (file, checkpoint dir or run dir) to start from, or none for "
+            "training from scratch. Required. The model and clip geometry default to the checkpoint's.",
+        ),
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            metavar="PATH",
+            help="Labelled manifest (PATH LABEL lines) or prepare-data directory; validation uses val.csv beside "
+            "it. [default: synthetic motion classes]",
+        ),
+    ] = None,
+    model: ModelOpt = None,
+    steps: StepsOpt = None,
+    epochs: Annotated[float | None, typer.Option("--epochs", metavar="N", help="Epochs to train. [default: 3]")] = None,
+    batch_size: BatchSizeOpt = None,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            "--lr", metavar="X", help="Base learning rate per 256 clips, scaled by the global batch. [default: 5e-4]"
+        ),
+    ] = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    num_workers: WorkersOpt = None,
+    seed: SeedOpt = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", metavar="DIR", help="Run directory. [default: runs/finetune-<date>-<time>]")
+    ] = None,
+    resume: ResumeOpt = None,
+    print_config: PrintConfigOpt = False,
+    progress: ProgressOpt = None,
+) -> None:
+    """Fine-tune a classifier with the official V1 recipe (layer decay, Mixup/CutMix, RandAugment, drop path),
+    validating every epoch; the best weights are kept as RUN/best.safetensors."""
+    from videomae_cli.engine.finetune import resolve_finetune_spec, setup
+    from videomae_cli.engine.loop import train
+    from videomae_cli.engine.progress import make_reporter
+    from videomae_cli.specs import spec_to_yaml
+
+    flags = {
+        "init": ("--init", init),
+        "data.source": ("--data", data),
+        "model.name": ("--model", model),
+        **common_run_flags(steps, epochs, batch_size, lr, precision, device, num_workers, seed, out, resume, progress),
+    }
     with user_errors():
-        spec = resolve_spec(PretrainSpec, config, set_, flags)
+        spec = resolve_finetune_spec(config, set_, flags)
         if spec.run.out is None:
-            spec.run.out = Path("runs") / time.strftime("pretrain-%Y%m%d-%H%M%S")
+            spec.run.out = Path("runs") / time.strftime("finetune-%Y%m%d-%H%M%S")
         if print_config:
             typer.echo(spec_to_yaml(spec), nl=False)
             return
-        run = setup(spec, argv=["videomae", *sys.argv[1:]])
-        train(run, make_reporter(spec.run.progress))
+        reporter = make_reporter(spec.run.progress, label="finetune")
+        run = setup(spec, reporter, argv=["videomae", *sys.argv[1:]])
+        train(run, reporter)
+
+
+@app.command()
+def evaluate(
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            metavar="CKPT",
+            help="A classifier or pretrain checkpoint (.safetensors, checkpoint dir or run dir).",
+            show_default=False,
+        ),
+    ],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            metavar="PATH",
+            help="Manifest, prepare-data directory (its val.csv) or 'synthetic'. [default: the checkpoint's "
+            "validation set]",
+        ),
+    ] = None,
+    views: Annotated[
+        str | None,
+        typer.Option(
+            "--views",
+            metavar="CLIPSxCROPS",
+            help="Test views per video, crops 1 or 3, e.g. 5x3. [default: 5x3 dense sampling, 2x3 segment]",
+        ),
+    ] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            metavar="FILE",
+            help="Report JSON; the CSVs and the PNG go beside it. [default: eval/report.json beside CKPT]",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", metavar="N", help="Videos per batch (all their views). [default: 4]")
+    ] = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    num_workers: WorkersOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Evaluate a checkpoint. Classifier: multi-view top-1/top-5, per-class accuracy, confusion matrix and
+    per-video predictions. Pretrain: masked reconstruction loss, k-NN and linear-probe top-1 on frozen features."""
+    from videomae_cli.engine.evaluate import evaluate as run_evaluation
+    from videomae_cli.engine.metrics import per_class_table, report_table
+    from videomae_cli.engine.progress import make_reporter
+    from videomae_cli.specs import EvaluateSpec, resolve_spec
+
+    flags = {
+        "checkpoint": ("CKPT", checkpoint),
+        "data": ("--data", data),
+        "views": ("--views", views),
+        "report": ("--report", report),
+        "batch_size": ("--batch-size", batch_size),
+        "precision": ("--precision", precision),
+        "device": ("--device", device),
+        "num_workers": ("--num-workers", num_workers),
+        "progress": ("--progress", progress),
+    }
+    with user_errors():
+        spec = resolve_spec(EvaluateSpec, flags=flags)
+        reporter = make_reporter(spec.progress, label="evaluate")
+        try:
+            result = run_evaluation(spec, reporter)
+        finally:
+            reporter.close()
+        console = Console(highlight=False)
+        console.print(report_table(result.report, f"{result.report['kind']} checkpoint {spec.checkpoint}"))
+        if "per_class" in result.report:
+            console.print(per_class_table(result.report, limit=20))
+        console.print(f"report: {result.path}", markup=False)
 
 
 @app.command("prepare-data")

@@ -19,6 +19,7 @@ class Stream(IntEnum):
     REPLACE = 3  # replacements for clips that fail to decode
     CLIP = 4  # where in the video a clip is taken
     AUGMENT = 5  # spatial augmentation
+    MIX = 6  # Mixup/CutMix of a fine-tuning micro-batch (keyed by step and micro-batch, not by sample)
 
 
 def sample_rng(seed: int, epoch: int, index: int, stream: Stream, *extra: int) -> np.random.Generator:

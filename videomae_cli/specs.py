@@ -92,6 +92,8 @@ class DataSpec(Strict):
     sampling: Literal["dense", "segment"] = "dense"  # K400-style frames at a stride, or one per segment (SSv2)
     sampling_rate: PositiveInt = 4
     synthetic_videos: PositiveInt = 2048
+    val_source: str | None = None  # fine-tuning validation manifest (default: val.csv beside the training manifest)
+    synthetic_val_videos: PositiveInt = 256  # held-out synthetic videos (never in any synthetic training set)
     num_sample: PositiveInt = 1  # repeated sampling: clips (crops + masks) cut from each decoded video
     num_workers: NonNegativeInt = 1
     max_bad_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
@@ -157,20 +159,134 @@ class PretrainSpec(Strict):
     def _check_geometry(self) -> PretrainSpec:
         from videomae_cli.masking import check_mask_fits  # masking imports specs' types only lazily
 
-        m, d = self.model, self.data
-        if d.input_size % m.patch_size:
-            raise ValueError(f"data.input_size: {d.input_size} is not divisible by model.patch_size {m.patch_size}")
-        if d.num_frames % m.tubelet_size:
-            raise ValueError(f"data.num_frames: {d.num_frames} is not divisible by model.tubelet_size {m.tubelet_size}")
+        check_geometry(self.model, self.data, self.optim)
         check_mask_fits(self.mask, grid_of(self))
-        if self.optim.batch_size % d.num_sample:
+        return self
+
+
+class ClassifierModelSpec(ModelSpec):
+    """The encoder of a classifier (same fields as pretraining, whose decoder fields are ignored) and its head."""
+
+    drop_path: Probability = 0.1
+    pool: Literal["mean", "cls"] = "mean"  # mean over patch tokens + fc_norm (V1), or the cls token (needs cls_token)
+    head_init_scale: Annotated[float, Field(gt=0)] = 0.001
+
+    @model_validator(mode="after")
+    def _check_pool(self) -> ClassifierModelSpec:
+        if self.pool == "cls" and not self.cls_token:
+            raise ValueError("model.pool: cls pooling needs a model with a cls token (model.cls_token=true)")
+        return self
+
+
+class FinetuneDataSpec(DataSpec):
+    """DataSpec with a smaller labelled synthetic training set by default."""
+
+    synthetic_videos: PositiveInt = 512
+
+
+class AugmentSpec(Strict):
+    """Fine-tuning augmentation (official V1 defaults): RandAugment, random resized crop, flip, random erasing,
+    Mixup/CutMix with label smoothing (timm)."""
+
+    rand_augment: str | None = "rand-m7-n4-mstd0.5-inc1"  # a timm RandAugment config string; null = off
+    crop_scale: tuple[Annotated[float, Field(gt=0, le=1)], Annotated[float, Field(gt=0, le=1)]] = (0.08, 1.0)
+    flip: bool | None = None  # None = on, except for the synthetic data whose classes include left/right motion
+    erase_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.25
+    mixup: Annotated[float, Field(ge=0)] = 0.8  # Beta(α, α) for Mixup; 0 = off
+    cutmix: Annotated[float, Field(ge=0)] = 1.0  # Beta(α, α) for CutMix; 0 = off
+    mix_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0  # chance a batch is mixed at all
+    switch_prob: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5  # chance CutMix is used instead of Mixup
+    label_smoothing: Probability = 0.1
+
+    @property
+    def mixing(self) -> bool:
+        """Whether batches are mixed (then targets are soft and the batch size must be even)."""
+        return (self.mixup > 0 or self.cutmix > 0) and self.mix_prob > 0
+
+
+class FinetuneOptimSpec(OptimSpec):
+    """Official V1 fine-tuning: AdamW (0.9, 0.999), lr 5e-4 per 256, layer-wise lr decay 0.75, optional weight EMA."""
+
+    lr: Annotated[float, Field(gt=0)] = 5e-4
+    min_lr: Annotated[float, Field(ge=0)] = 1e-6
+    betas: tuple[Probability, Probability] = (0.9, 0.999)
+    layer_decay: Annotated[float, Field(gt=0, le=1)] = 0.75  # 1 = no decay
+    ema_decay: Annotated[float, Field(gt=0, lt=1)] | None = None  # e.g. 0.9999; None = no EMA
+
+
+DEFAULT_FINETUNE_EPOCHS = 3
+
+
+class FinetuneSpec(Strict):
+    """Everything `videomae finetune` needs, validated together. `init` is a checkpoint path or "none"."""
+
+    kind: Literal["finetune"] = "finetune"
+    init: str | None = None
+    model: ClassifierModelSpec = Field(default_factory=ClassifierModelSpec)
+    data: FinetuneDataSpec = Field(default_factory=FinetuneDataSpec)
+    augment: AugmentSpec = Field(default_factory=AugmentSpec)
+    optim: FinetuneOptimSpec = Field(default_factory=FinetuneOptimSpec)
+    run: RunOptions = Field(default_factory=RunOptions)
+
+    @model_validator(mode="after")
+    def _check(self) -> FinetuneSpec:
+        check_geometry(self.model, self.data, self.optim)
+        if self.augment.mixing and self.optim.batch_size % 2:
             raise ValueError(
-                f"data.num_sample: {d.num_sample} clips per video must divide optim.batch_size {self.optim.batch_size}"
+                f"optim.batch_size: Mixup/CutMix pair up clips, so the batch size must be even, got "
+                f"{self.optim.batch_size} (or set augment.mixup=0 and augment.cutmix=0)"
             )
         return self
 
 
-def grid_of(spec: PretrainSpec) -> TokenGrid:
+def check_geometry(model: ModelSpec, data: DataSpec, optim: OptimSpec) -> None:
+    """Clips must cut into whole tubelets, and a batch into whole videos."""
+    if data.input_size % model.patch_size:
+        raise ValueError(f"data.input_size: {data.input_size} is not divisible by model.patch_size {model.patch_size}")
+    if data.num_frames % model.tubelet_size:
+        raise ValueError(
+            f"data.num_frames: {data.num_frames} is not divisible by model.tubelet_size {model.tubelet_size}"
+        )
+    if optim.batch_size % data.num_sample:
+        raise ValueError(
+            f"data.num_sample: {data.num_sample} clips per video must divide optim.batch_size {optim.batch_size}"
+        )
+
+
+VIEWS_PATTERN = re.compile(r"^([1-9]\d*)x([13])$")
+
+
+class EvaluateSpec(Strict):
+    """What `videomae evaluate` measures and where it writes. Defaults for data and views come from the checkpoint."""
+
+    checkpoint: Path
+    data: str | None = None  # "synthetic", a manifest, or a prepare-data directory (its val.csv)
+    views: str | None = None  # CLIPSxCROPS, e.g. 5x3; None = 5x3 for dense sampling, 2x3 for segment sampling
+    report: Path | None = None  # JSON report; CSVs and the PNG go beside it
+    batch_size: PositiveInt = 4  # videos per loader batch
+    chunk_views: PositiveInt = 16  # views per forward pass: results depend on this, never on batch_size
+    num_workers: NonNegativeInt = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    knn_k: PositiveInt = 20
+    progress: Literal["auto", "rich", "plain", "off"] = "auto"
+
+    @model_validator(mode="after")
+    def _check_views(self) -> EvaluateSpec:
+        if self.views is not None and not VIEWS_PATTERN.match(self.views):
+            raise ValueError(f"views: expected CLIPSxCROPS with 1 or 3 crops, e.g. 5x3 or 2x1, got {self.views!r}")
+        return self
+
+
+def parse_views(text: str) -> tuple[int, int]:
+    """ "5x3" → (5 clips, 3 crops)."""
+    match = VIEWS_PATTERN.match(text)
+    if match is None:
+        raise ConfigError(f"views: expected CLIPSxCROPS with 1 or 3 crops, e.g. 5x3 or 2x1, got {text!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def grid_of(spec: PretrainSpec | FinetuneSpec) -> TokenGrid:
     """The token grid the spec's model sees."""
     return TokenGrid(
         frames=spec.data.num_frames,
@@ -275,9 +391,13 @@ def resolve_spec(
     configs: list[Path] | None = None,
     sets: list[str] | None = None,
     flags: dict[str, tuple[str, Any]] | None = None,
+    base: tuple[dict[str, Any], str] | None = None,
 ) -> Strict:
-    """Build and validate a spec from config files, --set items, and explicit flags ({path: (flag, value)})."""
+    """Build and validate a spec from config files, --set items, and explicit flags ({path: (flag, value)}), over
+    an optional `base` (settings, source name) below the config files (e.g. the model of an --init checkpoint)."""
     layers = _Layers()
+    if base is not None:
+        layers.merge(*base)
     for path in configs or []:
         layers.merge(load_config_file(path), f"config {path}")
     for item in sets or []:

@@ -1,4 +1,4 @@
-"""Batches for pretraining: clips and their masks, keyed by (epoch, sample index).
+"""Training batches: clips, labels and (for pretraining) masks, keyed by (epoch, sample index).
 
 The sampler yields (epoch, index) keys and the dataset is a pure function of the key, so every sample — its pixels and
 its mask — is the same whatever the batch size, worker count or restart point. Clips stay uint8 until they reach
@@ -7,7 +7,7 @@ the training device, where they are normalised in one fused step.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -58,21 +58,41 @@ class ClipSource(Protocol):
         ...
 
 
-class SyntheticSource:
-    """The built-in synthetic videos as a ClipSource (rendered at the final size: no augmentation)."""
+ClipTransform = Callable[[torch.Tensor, np.random.Generator], torch.Tensor]  # uint8 clip, its rng → uint8 clip
+ViewIndices = Callable[[int], list[np.ndarray]]  # window length → the frame indices of each clip to cut
 
-    def __init__(self, videos: SyntheticVideos) -> None:
-        self.videos = videos
+
+class SyntheticSource:
+    """The built-in synthetic videos as a ClipSource. Rendered at the final size, so pretraining uses them as they
+    are; fine-tuning passes its augmentation as `transform`."""
+
+    def __init__(self, videos: SyntheticVideos, transform: ClipTransform | None = None, seed: int = 0) -> None:
+        self.videos, self.transform, self.seed = videos, transform, seed
 
     def __len__(self) -> int:
         return len(self.videos)
 
     def load(self, epoch: int, index: int, repeats: int = 1) -> tuple[list[torch.Tensor], int]:
         clip, label = self.videos[index]
-        return [clip] * repeats, label
+        if self.transform is None:
+            return [clip] * repeats, label
+        rngs = (sample_rng(self.seed, epoch, index, Stream.AUGMENT, r) for r in range(repeats))
+        return [self.transform(clip, rng) for rng in rngs], label
 
     def describe(self, index: int) -> str:
-        return f"synthetic:{index}"
+        return f"synthetic:{self.videos.first_index + index}"
+
+    def label(self, index: int) -> int:
+        return self.videos.labels_of([index])[0]
+
+    def labels(self) -> list[int]:
+        return self.videos.labels()
+
+    def decode(self, index: int, choose: ViewIndices) -> list[torch.Tensor]:
+        """One clip per index array `choose` asks for. A synthetic video is exactly one clip long, so every
+        temporal view is the whole clip."""
+        clip, _ = self.videos[index]
+        return [clip] * len(choose(self.videos.num_frames))
 
 
 @dataclass(frozen=True)
@@ -84,19 +104,26 @@ class BadClip:
 
 
 @dataclass
-class PretrainSample:
+class Sample:
     clips: list[torch.Tensor]  # num_sample uint8 clips [T, H, W, 3] of one video
-    masks: list[SampleMask]  # one per clip
+    label: int
+    masks: list[SampleMask]  # one per clip; empty without a mask generator
     failures: list[BadClip]  # videos tried (and replaced) before this clip loaded
     valid: bool = True  # False when no replacement decoded either: the batch must not be trained on
 
 
-class MaskedClips(Dataset):
-    """Clips with the mask of each (epoch, index) key. A clip that fails to decode is replaced by another index
-    (chosen deterministically from the key) and reported with the sample, never swapped silently."""
+class SampledClips(Dataset):
+    """Training samples by (epoch, index) key: `num_sample` clips of one video, its label, and (for pretraining) the
+    mask of each clip. A video that fails to decode is replaced by another index (chosen deterministically from the
+    key) and reported with the sample, never swapped silently."""
 
     def __init__(
-        self, clips: ClipSource, masks: MaskGenerator, seed: int, num_sample: int = 1, max_tries: int = 10
+        self,
+        clips: ClipSource,
+        masks: MaskGenerator | None,
+        seed: int,
+        num_sample: int = 1,
+        max_tries: int = 10,
     ) -> None:
         self.clips, self.masks, self.seed = clips, masks, seed
         self.num_sample, self.max_tries = num_sample, max_tries
@@ -104,55 +131,63 @@ class MaskedClips(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, key: tuple[int, int]) -> PretrainSample:
+    def __getitem__(self, key: tuple[int, int]) -> Sample:
         epoch, index = key
         failures: list[BadClip] = []
         candidate = index
         replacements = sample_rng(self.seed, epoch, index, Stream.REPLACE)
-        masks = [self.masks(epoch, index, repeat) for repeat in range(self.num_sample)]
+        masks = [self.masks(epoch, index, repeat) for repeat in range(self.num_sample)] if self.masks else []
         for _ in range(self.max_tries):
             try:
-                clips, _ = self.clips.load(epoch, candidate, self.num_sample)
-                return PretrainSample(clips, masks, failures)
+                clips, label = self.clips.load(epoch, candidate, self.num_sample)
+                return Sample(clips, label, masks, failures)
             except VideoError as e:
                 failures.append(BadClip(self.clips.describe(candidate), str(e)))
                 candidate = int(replacements.integers(len(self.clips)))
-        grid = self.masks.grid
-        empty = torch.zeros(grid.frames, grid.height, grid.width, 3, dtype=torch.uint8)
-        return PretrainSample([empty] * self.num_sample, masks, failures, valid=False)
+        return Sample([], -1, masks, failures, valid=False)
 
 
 @dataclass
-class PretrainBatch:
+class ClipBatch:
     clips: torch.Tensor  # uint8 [B, T, H, W, 3]
-    tokens: MaskedTokens
+    labels: torch.Tensor  # int64 [B]
+    tokens: MaskedTokens | None  # pretraining only
     failures: list[BadClip]
     valid: bool
 
-    def pin_memory(self) -> PretrainBatch:
-        return PretrainBatch(self.clips.pin_memory(), self.tokens, self.failures, self.valid)
+    def pin_memory(self) -> ClipBatch:
+        return ClipBatch(self.clips.pin_memory(), self.labels, self.tokens, self.failures, self.valid)
 
 
-def collate_pretrain(samples: Sequence[PretrainSample]) -> PretrainBatch:
-    """Stack clips and masks of one batch; gather its decode failures."""
-    return PretrainBatch(
+def collate_samples(samples: Sequence[Sample]) -> ClipBatch:
+    """Stack the clips, labels and masks of one batch; gather its decode failures. A batch with an invalid sample
+    carries no pixels (it must not be trained on)."""
+    valid = all(s.valid for s in samples)
+    failures = [bad for s in samples for bad in s.failures]
+    masks = [mask for s in samples for mask in s.masks]
+    tokens = collate_masks(masks) if masks else None
+    if not valid:
+        return ClipBatch(torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), tokens, failures, False)
+    return ClipBatch(
         torch.stack([clip for s in samples for clip in s.clips]),
-        collate_masks([mask for s in samples for mask in s.masks]),
-        [bad for s in samples for bad in s.failures],
-        all(s.valid for s in samples),
+        torch.tensor([s.label for s in samples for _ in s.clips], dtype=torch.int64),
+        tokens,
+        failures,
+        True,
     )
 
 
-def pretrain_loader(
-    dataset: MaskedClips, batch_size: int, seed: int, start_sample: int, num_workers: int, pin_memory: bool
+def train_loader(
+    dataset: SampledClips, batch_size: int, seed: int, start_sample: int, num_workers: int, pin_memory: bool
 ) -> DataLoader:
-    """An endless loader of PretrainBatch, starting `start_sample` samples into the (seed-determined) stream."""
+    """An endless loader of ClipBatch (`batch_size` videos each), starting `start_sample` samples into the
+    (seed-determined) stream."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
         sampler=EpochSampler(len(dataset), seed, start_sample),
         num_workers=num_workers,
-        collate_fn=collate_pretrain,
+        collate_fn=collate_samples,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,

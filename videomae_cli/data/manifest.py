@@ -6,12 +6,15 @@ relative to a data root (by default the manifest's own folder).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from videomae_cli.errors import ConfigError, DataError
 
 TRAIN_MANIFEST = "train.csv"
+VAL_MANIFEST = "val.csv"
+CLASSES_FILE = "classes.json"  # written by `videomae prepare-data`: {"classes": {"0": name, ...}, ...}
 
 
 @dataclass(frozen=True)
@@ -71,3 +74,29 @@ def resolve_manifest(source: Path) -> Path:
     if not source.is_file():
         raise ConfigError(f"data.source: no such file or directory: {source} (set by --data)")
     return source
+
+
+def validation_manifest(source: Path, explicit: Path | None = None) -> Path | None:
+    """The validation manifest that goes with training data `source`: `explicit` when given, else val.csv in a
+    prepare-data directory or beside a train.csv; None when there is none."""
+    if explicit is not None:
+        if not explicit.is_file():
+            raise ConfigError(f"data.val_source: no such file: {explicit}")
+        return explicit
+    source = Path(source)
+    if source.is_dir():
+        candidate = source / VAL_MANIFEST
+    elif source.name == TRAIN_MANIFEST:
+        candidate = source.with_name(VAL_MANIFEST)
+    else:
+        return None
+    return candidate if candidate.is_file() else None
+
+
+def class_names(folder: Path, count: int) -> list[str]:
+    """Names of labels 0..count-1 from the classes.json in `folder` (as prepare-data writes it), else the numbers."""
+    try:
+        named = json.loads((Path(folder) / CLASSES_FILE).read_text())["classes"]
+        return [named.get(str(i), str(i)) for i in range(max(count, len(named)))]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return [str(i) for i in range(count)]

@@ -42,6 +42,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from videomae_cli.data.manifest import CLASSES_FILE, class_names, read_manifest
 from videomae_cli.data.probe import ProbeResult, probe_video, transcode_video
 from videomae_cli.data.video import VideoError, resolve_backend
 from videomae_cli.errors import ConfigError, DataError
@@ -51,7 +52,6 @@ VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv", ".ts"}
 )
 SPLITS = ("train", "val", "test")
-CLASSES_FILE = "classes.json"
 REPORT_FILE = "report.json"
 PRETRAIN_LIST = "train_pretrain.csv"
 PROBE_CACHE = ".probe_cache.json"
@@ -676,7 +676,6 @@ def _read_annotations(src: Path, root: Path | None) -> Source:
     """A VideoMAE annotation file (`PATH LABEL`, or V2 `PATH START TOTAL` = unlabelled), or a folder with
     train.csv / val.csv / test.csv. Relative paths are under --root (default: the file's folder). Class names come
     from a classes.json next to the files (as this command writes), else they are the label numbers."""
-    from videomae_cli.data.manifest import read_manifest
 
     files = {None: src} if src.is_file() else {s: src / n for s, n in _ANNOTATION_FILES.items() if (src / n).is_file()}
     if not files:
@@ -693,7 +692,7 @@ def _read_annotations(src: Path, root: Path | None) -> Source:
         items += [SourceItem(e.path.absolute(), e.label, split, _relative_to(e.path.absolute(), base)) for e in entries]
     if pretrain_list:
         return Source("annotations", str(src), [], False, [SourceItem(i.path, 0, i.split, i.rel) for i in items])
-    classes = _annotation_class_names(src if src.is_dir() else src.parent, max(i.label for i in items) + 1)
+    classes = class_names(src if src.is_dir() else src.parent, max(i.label for i in items) + 1)
     bad = [Problem(str(i.path), f"negative label {i.label}") for i in items if i.label < 0]
     return Source("annotations", str(src), classes, True, [i for i in items if i.label >= 0], bad)
 
@@ -703,14 +702,6 @@ def _is_pretrain_list(path: Path) -> bool:
     lines = [line.strip() for line in path.read_text().splitlines()]
     lines = [line for line in lines if line and not line.startswith("#")]
     return bool(lines) and all(_TWO_INTS.search(line) for line in lines)
-
-
-def _annotation_class_names(folder: Path, count: int) -> list[str]:
-    try:
-        named = json.loads((folder / CLASSES_FILE).read_text())["classes"]
-        return [named.get(str(i), str(i)) for i in range(max(count, len(named)))]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return [str(i) for i in range(count)]
 
 
 _KINETICS_HEADER = ("label", "youtube_id", "time_start", "time_end")

@@ -14,6 +14,7 @@ clockwise rotation as seen on screen.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,6 +24,8 @@ from torch.utils.data import Dataset
 MOTION_CLASSES: tuple[str, ...] = ("right", "left", "down", "up", "rotate_cw", "rotate_ccw", "grow", "shrink")
 
 _NUM_CLASSES = len(MOTION_CLASSES)
+# Held-out synthetic videos start here, far beyond any training set's indices.
+VALIDATION_FIRST_INDEX = 1 << 24
 _SHAPE_KINDS: tuple[str, ...] = ("circle", "square", "triangle", "cross")
 # Mixed into the label seed so that label draws can never coincide with a clip's own (seed, index) stream.
 _LABEL_STREAM = 0x1ABE1
@@ -313,17 +316,22 @@ def render_clip(index: int, seed: int, num_frames: int = 16, size: int = 112) ->
 class SyntheticVideos(Dataset):
     """``num_videos`` procedurally rendered clips whose class depends only on the main shape's motion.
 
-    Item ``i`` is ``(uint8 tensor [T, H, W, 3], int label)``. Clips are rendered on demand from ``(seed, i)`` alone, so
-    they are identical in any process or DataLoader worker and independent of access order.
+    Item ``i`` is ``(uint8 tensor [T, H, W, 3], int label)``: clip ``first_index + i``. Clips are rendered on demand
+    from ``(seed, first_index + i)`` alone, so they are identical in any process or DataLoader worker and independent of
+    access order. Disjoint index ranges give disjoint splits (the fine-tuning validation set starts at
+    ``VALIDATION_FIRST_INDEX``).
     """
 
     classes: tuple[str, ...] = MOTION_CLASSES
 
-    def __init__(self, num_videos: int, num_frames: int = 16, size: int = 112, seed: int = 0) -> None:
+    def __init__(
+        self, num_videos: int, num_frames: int = 16, size: int = 112, seed: int = 0, first_index: int = 0
+    ) -> None:
         """Configure the dataset; nothing is rendered until an item is requested."""
         if num_videos < 0:
             raise ValueError(f"num_videos must be non-negative, got {num_videos}")
-        _check_args(0, seed, num_frames, size)
+        _check_args(first_index, seed, num_frames, size)
+        self.first_index = first_index
         self.num_videos = num_videos
         self.num_frames = num_frames
         self.size = size
@@ -339,9 +347,13 @@ class SyntheticVideos(Dataset):
             index += self.num_videos
         if not 0 <= index < self.num_videos:
             raise IndexError(f"index out of range for {self.num_videos} videos")
-        clip, label = render_clip(index, self.seed, self.num_frames, self.size)
+        clip, label = render_clip(self.first_index + index, self.seed, self.num_frames, self.size)
         return torch.from_numpy(clip), label
 
     def labels(self) -> list[int]:
         """All labels, computed without rendering (useful for stratified splits and class counts)."""
-        return [synthetic_label(i, self.seed) for i in range(self.num_videos)]
+        return self.labels_of(range(self.num_videos))
+
+    def labels_of(self, indices: Iterable[int]) -> list[int]:
+        """The labels of some items, computed without rendering."""
+        return [synthetic_label(self.first_index + i, self.seed) for i in indices]

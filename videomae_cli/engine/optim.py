@@ -1,4 +1,4 @@
-"""Optimizer and learning-rate schedule for pretraining (DESIGN §6: AdamW, linear warmup then cosine, per step)."""
+"""Optimizer and learning-rate schedule (DESIGN §6: AdamW, linear warmup then cosine, per step)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 import torch
-from timm.optim import param_groups_weight_decay
+from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 from torch import nn
 
 from videomae_cli.specs import OptimSpec
@@ -42,8 +42,18 @@ def make_schedule(spec: OptimSpec, global_batch: int, total_steps: int, steps_pe
 
 
 def make_optimizer(model: nn.Module, spec: OptimSpec, device: torch.device) -> torch.optim.AdamW:
-    """AdamW without weight decay on 1-D parameters and on the model's `no_weight_decay()` names (tokens, positions)."""
+    """AdamW without weight decay on 1-D parameters and on the model's `no_weight_decay()` names (tokens, positions).
+
+    With `layer_decay` (fine-tuning), timm's layer groups from the model's `group_matcher()` get an `lr_scale` of
+    decay^(depth + 1 − layer id): embeddings 0, block i at i + 1, the head last (scale 1) — the official formula.
+    """
     skip = model.no_weight_decay() if hasattr(model, "no_weight_decay") else set()
-    groups = param_groups_weight_decay(model, weight_decay=spec.weight_decay, no_weight_decay_list=skip)
+    layer_decay = getattr(spec, "layer_decay", None)
+    if layer_decay is not None and layer_decay < 1.0:
+        groups = param_groups_layer_decay(
+            model, weight_decay=spec.weight_decay, no_weight_decay_list=skip, layer_decay=layer_decay
+        )
+    else:
+        groups = param_groups_weight_decay(model, weight_decay=spec.weight_decay, no_weight_decay_list=skip)
     fused = device.type in ("cuda", "cpu")
     return torch.optim.AdamW(groups, lr=0.0, betas=spec.betas, eps=spec.eps, fused=fused)

@@ -30,8 +30,16 @@ class Reporter(Protocol):
     def close(self) -> None: ...
 
 
+_ACCURACIES = {
+    "val_top1": "val top-1",
+    "val_top5": "val top-5",
+    "val_ema_top1": "EMA val top-1",
+    "best_top1": "best top-1",
+}
+
+
 def format_metrics(metrics: dict[str, Any]) -> str:
-    """`loss 0.8123 | lr 3.1e-06 | 41.2 clips/s`-style summary of the usual metrics."""
+    """`loss 0.8123 | lr 3.1e-06 | 41.2 clips/s`-style summary of the usual metrics (accuracies in %)."""
     parts = []
     if "loss" in metrics:
         parts.append(f"loss {metrics['loss']:.4f}")
@@ -39,7 +47,13 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         parts.append(f"lr {metrics['lr']:.2e}")
     if "clips_per_s" in metrics:
         parts.append(f"{metrics['clips_per_s']:.1f} clips/s")
+    parts += [f"{name} {100 * metrics[key]:.2f}%" for key, name in _ACCURACIES.items() if key in metrics]
     return " | ".join(parts)
+
+
+def is_validation(metrics: dict[str, Any]) -> bool:
+    """Validation records are printed as lines of their own, not folded into the progress bar."""
+    return any(key.startswith("val_") for key in metrics)
 
 
 def format_duration(seconds: float) -> str:
@@ -75,6 +89,9 @@ class PlainReporter:
         done = step - self.first_step
         eta = elapsed / done * (self.total - step) if done else 0.0
         epoch = f" | epoch {metrics['epoch']:.2f}" if "epoch" in metrics else ""
+        if is_validation(metrics):
+            self._write(f"step {step}/{self.total}{epoch} | {format_metrics(metrics)}")
+            return
         self._write(f"step {step}/{self.total}{epoch} | {format_metrics(metrics)} | eta {format_duration(eta)}")
 
     def notice(self, text: str) -> None:
@@ -87,10 +104,10 @@ class PlainReporter:
 class RichReporter:
     """A live progress bar: step, loss, lr, clips/s, elapsed and ETA."""
 
-    def __init__(self, console: Console | None = None) -> None:
+    def __init__(self, console: Console | None = None, label: str = "train") -> None:
         self.console = console or Console()
         self.progress = Progress(
-            TextColumn("[bold]pretrain"),
+            TextColumn(f"[bold]{label}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[summary]}"),
@@ -110,7 +127,10 @@ class RichReporter:
         self.progress.update(self.task, completed=step)
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
-        self.progress.update(self.task, completed=step, summary=format_metrics(metrics))
+        if is_validation(metrics):
+            self.progress.console.print(f"step {step} | {format_metrics(metrics)}")
+        else:
+            self.progress.update(self.task, completed=step, summary=format_metrics(metrics))
 
     def notice(self, text: str) -> None:
         self.progress.console.print(text)
@@ -138,11 +158,13 @@ class SilentReporter:
         pass
 
 
-def make_reporter(mode: str) -> Reporter:
-    """auto → a rich bar on a terminal, plain lines otherwise."""
+def make_reporter(mode: str, label: str = "train") -> Reporter:
+    """auto → a rich bar (named `label`) on a terminal, plain lines otherwise."""
     if mode == "auto":
         mode = "rich" if sys.stdout.isatty() else "plain"
-    return {"rich": RichReporter, "plain": PlainReporter, "off": SilentReporter}[mode]()
+    if mode == "rich":
+        return RichReporter(label=label)
+    return PlainReporter() if mode == "plain" else SilentReporter()
 
 
 class MetricsLog:

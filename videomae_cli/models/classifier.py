@@ -6,10 +6,13 @@ State-dict names are the official V1 fine-tune layout: `patch_embed.*`, `blocks.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import torch
 from torch import nn
 
-from videomae_cli.models.vit import Encoder, TokenGrid, all_token_indices, encoder_options, patchify, trunc_normal_init
+from videomae_cli.models.vit import Encoder, TokenGrid, encoder_options, trunc_normal_init
 from videomae_cli.specs import ModelSpec
 
 HEAD_INIT_SCALE = 0.001  # the official fine-tune scales the head's initial weights down by this
@@ -18,9 +21,18 @@ HEAD_INIT_SCALE = 0.001  # the official fine-tune scales the head's initial weig
 class VideoClassifier(Encoder):
     """`model(video)` → logits [B, num_classes]; video is float [B, 3, T, H, W], ImageNet-normalised."""
 
-    def __init__(self, spec: ModelSpec, grid: TokenGrid, num_classes: int, head_init_scale: float = HEAD_INIT_SCALE):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        grid: TokenGrid,
+        num_classes: int,
+        head_init_scale: float = HEAD_INIT_SCALE,
+        pool: str = "mean",
+    ):
         super().__init__(grid, **encoder_options(spec), final_norm=False)  # fc_norm after pooling replaces norm
-        self.config = spec
+        if pool not in ("mean", "cls") or (pool == "cls" and not spec.cls_token):
+            raise ValueError(f"pool must be 'mean', or 'cls' for a model with a cls token; got {pool!r}")
+        self.config, self.pool = spec, pool
         self.fc_norm = nn.LayerNorm(spec.dim, eps=spec.layer_norm_eps)
         self.head = nn.Linear(spec.dim, num_classes)
         self.reset_parameters(head_init_scale)
@@ -47,24 +59,30 @@ class VideoClassifier(Encoder):
         """Parameter names exempt from weight decay besides 1-D ones: the cls token and position tables."""
         return {n for n, _ in self.named_parameters() if "cls_token" in n or "pos_embed" in n}
 
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's layer grouping (for layer-wise lr decay): embeddings first, then one group per block; parameters
+        matched by neither (fc_norm, head) form the last group."""
+        return {"stem": r"^cls_token|^pos_embed|^patch_embed", "blocks": [(r"^blocks\.(\d+)", None)]}
+
     def features(self, video: torch.Tensor) -> torch.Tensor:
-        """Mean-pooled, fc_norm-ed encoder features [B, C] of every token (the cls token, if any, is not pooled)."""
-        patches = patchify(video, self.grid)  # [B, N, P], already in token order: no gather needed
-        x = super().forward(patches, all_token_indices(video.shape[0], self.grid.num_tokens, video.device))
-        if self.cls_token is not None:
-            x = x[:, 1:]
-        return self.fc_norm(x.mean(1))  # [B, C]
+        """fc_norm-ed features [B, C]: the mean over every patch token (the cls token, if any, is not pooled), or
+        the cls token's output with pool="cls"."""
+        x = self.encode_all(video)  # [B, (1+)N, C]
+        return self.fc_norm(x[:, 0] if self.pool == "cls" else self.pooled(x))  # [B, C]
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return self.head(self.features(video))
 
 
 def classifier_state_from_pretrain(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A pretrain state dict's encoder weights under classifier names: `encoder.` stripped, the decoder and the
-    encoder's final norm (replaced by fc_norm) dropped."""
+    """A pretrain state dict's encoder weights under classifier names."""
+    return {new: state_dict[old] for new, old in classifier_names_from_pretrain(state_dict).items()}
+
+
+def classifier_names_from_pretrain(keys: Iterable[str]) -> dict[str, str]:
+    """{classifier key: pretrain key} for the encoder weights: `encoder.` stripped; the decoder and the encoder's
+    final norm (replaced by fc_norm after pooling) have no classifier counterpart."""
     prefix = "encoder."
     return {
-        key.removeprefix(prefix): value
-        for key, value in state_dict.items()
-        if key.startswith(prefix) and not key.startswith(f"{prefix}norm.")
+        key.removeprefix(prefix): key for key in keys if key.startswith(prefix) and not key.startswith(f"{prefix}norm.")
     }

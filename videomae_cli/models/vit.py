@@ -222,6 +222,17 @@ class Encoder(nn.Module):
             x = block(x)
         return x if self.norm is None else self.norm(x)
 
+    def encode_all(self, video: torch.Tensor) -> torch.Tensor:
+        """Every token of a clip, float [B, 3, T, H, W] → [B, (1+)N, C] (the full-clip path of classifiers and
+        frozen-feature evaluation)."""
+        patches = patchify(video, self.grid)  # [B, N, P], already in token order: no gather needed
+        idx = all_token_indices(video.shape[0], self.grid.num_tokens, video.device)
+        return Encoder.forward(self, patches, idx)  # not self(): subclasses (the classifier) redefine forward
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean over the patch tokens of an encoder output [B, (1+)N, C] → [B, C] (a cls token is not pooled)."""
+        return (x if self.cls_token is None else x[:, 1:]).mean(1)
+
 
 def encoder_options(spec: ModelSpec) -> dict[str, Any]:
     """Encoder's arguments (after the grid) for a model spec; shared by the pretrain model and the classifier."""

@@ -1,0 +1,282 @@
+"""`videomae evaluate`: the numbers papers report for a classifier, and quick judges of a pretrained encoder.
+
+Classifier checkpoint: multi-view testing (C clips × S crops, softmax averaged), top-1/top-5/mean class accuracy,
+per-class table, confusion matrix (CSV + PNG) and per-video predictions (CSV).
+Pretrain checkpoint: masked reconstruction loss on the validation videos and, when labels exist, frozen-feature
+k-NN (cosine, k=20) and linear-probe top-1 — a few minutes to compare pretraining runs before fine-tuning one.
+
+Data defaults to the validation set the checkpoint's spec names; every output goes into one JSON report (its schema
+is in the README) with the CSVs and the PNG beside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from videomae_cli.data.loader import BadClip, ClipNormalizer
+from videomae_cli.data.manifest import VAL_MANIFEST, read_manifest, resolve_manifest, validation_manifest
+from videomae_cli.data.synthetic import SyntheticVideos
+from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource, view_loader
+from videomae_cli.engine import metrics
+from videomae_cli.engine.checkpoint import atomic_write
+from videomae_cli.engine.finetune import synthetic_validation
+from videomae_cli.engine.loop import autocast_for, pick_device
+from videomae_cli.engine.predict import ViewPredictions, predict_views, run_in_chunks
+from videomae_cli.engine.progress import Reporter
+from videomae_cli.errors import ConfigError, DataError
+from videomae_cli.masking import MaskGenerator, collate_masks
+from videomae_cli.specs import DataSpec, EvaluateSpec, parse_views
+
+REPORT_NAME = "report.json"
+
+
+@dataclass
+class Evaluation:
+    """The report (JSON-ready) and the files written beside it."""
+
+    report: dict[str, Any]
+    path: Path
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def default_report_path(checkpoint: Path) -> Path:
+    """RUN/eval/report.json for RUN/model.safetensors (or a checkpoint directory)."""
+    folder = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    return folder / "eval" / REPORT_NAME
+
+
+def evaluate(spec: EvaluateSpec, reporter: Reporter) -> Evaluation:
+    """Evaluate spec.checkpoint (classifier or pretrain) and write the report."""
+    model = load_checkpoint(spec.checkpoint)
+    device = pick_device(spec.device)
+    model.to(device)
+    report_path = spec.report or default_report_path(spec.checkpoint)
+    if model.spec.kind == "finetune":
+        evaluation = evaluate_classifier(model, spec, report_path, device, reporter)
+    else:
+        evaluation = evaluate_pretrain(model, spec, report_path, device, reporter)
+    evaluation.report["checkpoint"] = str(spec.checkpoint)
+    write_json(report_path, evaluation.report)
+    return evaluation
+
+
+def load_checkpoint(path: Path) -> nn.Module:
+    """Our checkpoint as a model, or a one-line ConfigError naming what is wrong with the file."""
+    from safetensors import SafetensorError
+
+    from videomae_cli.api import load
+
+    file = path / "model.safetensors" if path.is_dir() else path
+    if not file.is_file():
+        raise ConfigError(f"checkpoint: no such file: {file}")
+    try:
+        return load(file, device="cpu")
+    except (ValueError, OSError, SafetensorError) as e:
+        raise ConfigError(f"checkpoint: cannot load {file}: {e}") from None
+
+
+def write_json(path: Path, report: dict[str, Any]) -> None:
+    import json
+
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
+
+
+def query_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[ViewSource, str]:
+    """The videos to evaluate on, and how to name them: --data, else the checkpoint's validation set."""
+    choice = spec.data
+    if choice == "synthetic" or (choice is None and data.source == "synthetic"):
+        return synthetic_validation(data, seed), "synthetic validation videos"
+    if choice is None:
+        manifest = validation_manifest(Path(data.source), data.val_source and Path(data.val_source))
+        if manifest is None:
+            raise ConfigError(
+                f"data: the checkpoint's training data {data.source} has no validation manifest; pass --data"
+            )
+        return manifest_source(manifest, data, seed, data.root), str(manifest)
+    path = Path(choice)
+    manifest = path / VAL_MANIFEST if path.is_dir() else path
+    if not manifest.is_file():
+        raise ConfigError(f"data: no such manifest: {manifest} (set by --data)")
+    return manifest_source(manifest, data, seed, None), str(manifest)
+
+
+def manifest_source(manifest: Path, data: DataSpec, seed: int, root: Path | None) -> ViewSource:
+    from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
+
+    return VideoClips(read_manifest(manifest, root), data, seed)
+
+
+def evaluate_classifier(
+    model: nn.Module, spec: EvaluateSpec, report_path: Path, device: torch.device, reporter: Reporter
+) -> Evaluation:
+    """Multi-view top-1/top-5/per-class accuracy, the confusion matrix and per-video predictions."""
+    trained = model.spec
+    clips, crops = parse_views(spec.views or ("2x3" if trained.data.sampling == "segment" else "5x3"))
+    source, name = query_source(spec, trained.data, trained.run.seed)
+    views = VideoViews(source, ViewPlan.for_data(trained.data, clips, crops))
+    reporter.start(len(views), 0, f"evaluate {spec.checkpoint} on {name} | {clips}x{crops} views | {device}")
+    done = [0]
+
+    def advance(count: int) -> None:
+        done[0] += count
+        reporter.step(done[0])
+
+    result = predict_views(
+        model, views, spec.batch_size, spec.num_workers, device, spec.precision, spec.chunk_views, on_batch=advance
+    )
+    report_skipped(result.failures, reporter)
+    if not len(result.labels):
+        raise DataError(f"none of the {len(views)} videos of {name} could be decoded")
+    try:
+        numbers = metrics.classification_report(result.probs, result.labels, model.classes)
+    except ValueError as e:
+        raise DataError(f"{name}: {e}") from None
+    report = {"kind": "classifier", "data": name, "views": f"{clips}x{crops}", "num_views": clips * crops}
+    report |= numbers | {"skipped": skipped(result.failures)}
+    files = write_classifier_files(report_path, numbers, result, source, model.classes)
+    report["files"] = files
+    return Evaluation(report, report_path, files)
+
+
+def write_classifier_files(
+    report_path: Path, numbers: dict[str, Any], result: ViewPredictions, source: ViewSource, classes: list[str]
+) -> dict[str, str]:
+    """confusion CSV + PNG and the per-video predictions CSV, named after the report."""
+    stem = report_path.with_suffix("")
+    files = {
+        "confusion_csv": f"{stem}-confusion.csv",
+        "confusion_png": f"{stem}-confusion.png",
+        "predictions_csv": f"{stem}-predictions.csv",
+    }
+    matrix = np.asarray(numbers["confusion_matrix"])
+    metrics.write_confusion_csv(Path(files["confusion_csv"]), matrix, classes)
+    metrics.plot_confusion(Path(files["confusion_png"]), matrix, classes)
+    videos = [source.describe(i) for i in result.indices]
+    metrics.write_predictions_csv(Path(files["predictions_csv"]), videos, result.labels, result.probs, classes)
+    return files
+
+
+def report_skipped(failures: list[BadClip], reporter: Reporter) -> None:
+    for bad in failures:
+        reporter.notice(f"warning: skipped a video that failed to decode: {bad.reason}")
+
+
+def skipped(failures: list[BadClip]) -> list[dict[str, str]]:
+    return [{"video": bad.path, "reason": bad.reason} for bad in failures]
+
+
+@dataclass
+class FrozenPass:
+    """Per-video outputs of a pretrained model on single-view clips."""
+
+    features: list[torch.Tensor] = field(default_factory=list)
+    losses: list[torch.Tensor] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    failures: list[BadClip] = field(default_factory=list)
+
+
+def frozen_pass(
+    model: nn.Module,
+    views: VideoViews,
+    spec: EvaluateSpec,
+    device: torch.device,
+    masks: MaskGenerator | None,
+    reporter: Reporter,
+    done: list[int],
+) -> FrozenPass:
+    """Pooled encoder features of every video, and (with `masks`) its masked reconstruction loss."""
+    normalize, out = ClipNormalizer(device), FrozenPass()
+    with torch.no_grad():
+        for batch in view_loader(views, spec.batch_size, spec.num_workers):
+            out.failures += [s.failure for s in batch if s.failure is not None]
+            good = [s for s in batch if s.views is not None]
+            if good:
+                clips = torch.cat([s.views for s in good])  # one view per video: [B, T, S, S, 3]
+                with autocast_for(device, spec.precision):
+                    out.features.append(run_in_chunks(lambda x: model.features(normalize(x)).float(), clips, 16))
+                    if masks is not None:
+                        tokens = collate_masks([masks(0, s.index) for s in good]).to(device)
+                        output = model(normalize(clips), tokens)
+                        out.losses.append(per_video_loss(output.pred.float(), output.target, tokens.weight))
+                out.labels += [s.label for s in good]
+            done[0] += len(batch)
+            reporter.step(done[0])
+    return out
+
+
+def per_video_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """The reconstruction loss of each video [B] (the training loss averages these over a batch)."""
+    per_token = (pred - target).pow(2).mean(-1)  # [B, N_dec]
+    if weight is None:
+        return per_token.mean(1)
+    return (per_token * weight).sum(1) / weight.sum(1).clamp_min(1.0)
+
+
+def evaluate_pretrain(
+    model: nn.Module, spec: EvaluateSpec, report_path: Path, device: torch.device, reporter: Reporter
+) -> Evaluation:
+    """Reconstruction loss on the validation videos; k-NN and linear probe when the training videos are labelled."""
+    from videomae_cli.engine.frozen import knn_accuracy, linear_probe_accuracy
+
+    trained = model.spec
+    plan = ViewPlan.for_data(trained.data)
+    source, name = query_source(spec, trained.data, trained.run.seed)
+    bank, bank_name = bank_source(spec, trained.data, trained.run.seed)
+    queries = VideoViews(source, plan)
+    total = len(queries) + (len(bank) if bank is not None else 0)
+    reporter.start(total, 0, f"evaluate {spec.checkpoint} (pretrain) on {name} | {device}")
+    done = [0]
+    masks = MaskGenerator(trained.mask, model.grid, trained.run.seed)
+    query = frozen_pass(model, queries, spec, device, masks, reporter, done)
+    report_skipped(query.failures, reporter)
+    if not query.labels:
+        raise DataError(f"none of the {len(queries)} videos of {name} could be decoded")
+    report: dict[str, Any] = {
+        "kind": "pretrain",
+        "data": name,
+        "num_videos": len(query.labels),
+        "mask": trained.mask.model_dump(),
+        "reconstruction_loss": float(torch.cat(query.losses).mean()),
+        "knn": None,
+        "linear_probe": None,
+        "notes": [],
+    }
+    labelled = bank is not None and len(set(bank.labels())) > 1
+    if not labelled:
+        report["notes"].append("no labelled training videos: k-NN and linear probe skipped")
+        report["skipped"] = skipped(query.failures)
+        return Evaluation(report, report_path)
+    reference = frozen_pass(model, VideoViews(bank, plan), spec, device, None, reporter, done)
+    report_skipped(reference.failures, reporter)
+    num_classes = max(max(reference.labels), max(query.labels)) + 1
+    train_x, test_x = torch.cat(reference.features), torch.cat(query.features)
+    train_y, test_y = torch.tensor(reference.labels), torch.tensor(query.labels)
+    k = spec.knn_k
+    report["knn"] = {"k": k, "top1": knn_accuracy(train_x, train_y, test_x, test_y, num_classes, k=k)}
+    report["knn"]["train_videos"] = len(reference.labels)
+    report["knn"]["train_data"] = bank_name
+    report["linear_probe"] = {"top1": linear_probe_accuracy(train_x, train_y, test_x, test_y, num_classes)}
+    report["skipped"] = skipped(query.failures + reference.failures)
+    return Evaluation(report, report_path)
+
+
+def bank_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[Any, str]:
+    """The labelled training videos whose features the k-NN and the probe learn from (None when unknown)."""
+    from videomae_cli.data.loader import SyntheticSource
+
+    if data.source == "synthetic" and spec.data in (None, "synthetic"):
+        videos = SyntheticVideos(data.synthetic_videos, data.num_frames, data.input_size, seed=seed)
+        return SyntheticSource(videos), "synthetic training videos"
+    if spec.data is not None and Path(spec.data).is_dir():
+        manifest = resolve_manifest(Path(spec.data))
+        return manifest_source(manifest, data, seed, None), str(manifest)
+    if data.source == "synthetic":
+        return None, ""
+    manifest = resolve_manifest(Path(data.source))
+    return manifest_source(manifest, data, seed, data.root), str(manifest)

@@ -1,0 +1,263 @@
+"""Fine-tuning: `setup()` builds a classification run from a FinetuneSpec; the shared loop trains it.
+
+The official V1 recipe (DESIGN §6) from timm parts: layer-wise lr decay (`param_groups_layer_decay` through the
+model's `group_matcher()`), Mixup/CutMix with label smoothing, RandAugment and random erasing in the clip transform,
+DropPath in the blocks, an optional EMA of the weights. Every epoch ends with single-view validation; the best
+weights so far are kept as RUN/best.safetensors.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from timm.data import Mixup
+from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.utils import ModelEmaV3
+from torch import nn
+
+from videomae_cli.data.loader import ClipBatch, ClipSource, SampledClips, SyntheticSource
+from videomae_cli.data.manifest import class_names, read_manifest, resolve_manifest, validation_manifest
+from videomae_cli.data.synthetic import MOTION_CLASSES, VALIDATION_FIRST_INDEX, SyntheticVideos
+from videomae_cli.data.transforms import FinetuneTrainTransform
+from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource
+from videomae_cli.engine.checkpoint import model_metadata, save_weights
+from videomae_cli.engine.init import load_init, read_init_spec
+from videomae_cli.engine.loop import Run, make_run, pick_device
+from videomae_cli.engine.predict import predict_views
+from videomae_cli.engine.progress import Reporter
+from videomae_cli.errors import DataError
+from videomae_cli.models.classifier import VideoClassifier
+from videomae_cli.seeding import Stream, sample_rng
+from videomae_cli.specs import DEFAULT_FINETUNE_EPOCHS, AugmentSpec, DataSpec, FinetuneSpec, grid_of, resolve_spec
+
+BEST_FILE = "best.safetensors"
+EMA_FILE = "ema.safetensors"
+
+
+@dataclass
+class LabelledData:
+    """The training clips, the validation videos (if any) and the class names of a fine-tuning dataset."""
+
+    train: ClipSource
+    val: ViewSource | None
+    classes: list[str]
+    backend: str
+
+
+def labelled_data(data: DataSpec, augment: AugmentSpec, seed: int) -> LabelledData:
+    """Training and validation sources for spec.data: the built-in synthetic motion classes, or manifests."""
+    if data.source == "synthetic":
+        videos = SyntheticVideos(data.synthetic_videos, data.num_frames, data.input_size, seed=seed)
+        train = SyntheticSource(videos, train_transform(data, augment, flip_default=False), seed)
+        return LabelledData(train, synthetic_validation(data, seed), list(MOTION_CLASSES), "synthetic")
+    from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
+
+    manifest = resolve_manifest(Path(data.source))
+    entries = read_manifest(manifest, data.root)
+    classes = class_names(manifest.parent, max(e.label for e in entries) + 1)
+    if len(classes) < 2:
+        raise DataError(f"data.source: {manifest} has one class; fine-tuning needs labelled videos of 2 or more")
+    train = VideoClips(entries, data, seed, train_transform(data, augment, flip_default=True), purpose="finetune")
+    val_manifest = validation_manifest(Path(data.source), data.val_source and Path(data.val_source))
+    val = VideoClips(read_manifest(val_manifest, data.root), data, seed) if val_manifest else None
+    return LabelledData(train, val, classes, train.backend)
+
+
+def synthetic_validation(data: DataSpec, seed: int) -> SyntheticSource:
+    """The held-out synthetic videos (indices no synthetic training set reaches)."""
+    videos = SyntheticVideos(
+        data.synthetic_val_videos, data.num_frames, data.input_size, seed=seed, first_index=VALIDATION_FIRST_INDEX
+    )
+    return SyntheticSource(videos)
+
+
+def train_transform(data: DataSpec, augment: AugmentSpec, flip_default: bool) -> FinetuneTrainTransform:
+    """The official fine-tune clip augmentation at the spec's input size."""
+    return FinetuneTrainTransform(
+        size=data.input_size,
+        scale=augment.crop_scale,
+        horizontal_flip=flip_default if augment.flip is None else augment.flip,
+        auto_augment=augment.rand_augment,
+        erase_prob=augment.erase_prob,
+    )
+
+
+@contextmanager
+def numpy_seeded(rng: np.random.Generator) -> Iterator[None]:
+    """Run a block with numpy's global RNG seeded from `rng`, restoring it afterwards: timm's Mixup draws from the
+    global RNG, and seeding it per step keeps mixing a pure function of (seed, step) — exact on resume."""
+    state = np.random.get_state()
+    np.random.seed(int(rng.integers(2**32)))
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
+class VideoMixup:
+    """timm's Mixup/CutMix (batch mode) + label smoothing on clips [B, 3, T, H, W]: one box or λ per batch, the same
+    on every frame. (The official code passed 5-D clips to timm directly, which cut the CutMix box over (T, H).)"""
+
+    def __init__(self, augment: AugmentSpec, num_classes: int, seed: int) -> None:
+        self.seed = seed
+        self.mixup = Mixup(
+            mixup_alpha=augment.mixup,
+            cutmix_alpha=augment.cutmix,
+            prob=augment.mix_prob,
+            switch_prob=augment.switch_prob,
+            mode="batch",
+            label_smoothing=augment.label_smoothing,
+            num_classes=num_classes,
+        )
+
+    def __call__(
+        self, video: torch.Tensor, labels: torch.Tensor, step: int, micro: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mixed clips, soft targets [B, K]) for micro-batch `micro` of optimizer step `step`."""
+        b, c, t, h, w = video.shape
+        frames = video.reshape(b, c * t, h, w)  # timm boxes the last two dims: fold time into channels
+        with numpy_seeded(sample_rng(self.seed, step, micro, Stream.MIX)):
+            mixed, targets = self.mixup(frames, labels)
+        return mixed.reshape(b, c, t, h, w), targets
+
+
+class FinetuneTask:
+    """Classification with the official recipe; validates every epoch and keeps the best weights."""
+
+    kind = "classifier"
+
+    def __init__(self, spec: FinetuneSpec, classes: list[str], val: VideoViews | None, device: torch.device) -> None:
+        self.spec, self.classes, self.val, self.device = spec, classes, val, device
+        augment = spec.augment
+        self.mix = VideoMixup(augment, len(classes), spec.run.seed) if augment.mixing else None
+        if self.mix is not None:
+            self.criterion: nn.Module = SoftTargetCrossEntropy()
+        elif augment.label_smoothing > 0:
+            self.criterion = LabelSmoothingCrossEntropy(augment.label_smoothing)
+        else:
+            self.criterion = nn.CrossEntropyLoss()
+        self.ema: ModelEmaV3 | None = None
+        self.best_top1: float | None = None
+        self.best_step: int | None = None
+        self.reported_bad: set[str] = set()
+
+    def attach(self, model: nn.Module) -> None:
+        """Start the EMA copy of the weights (when asked for) from the model's initial weights."""
+        if self.spec.optim.ema_decay is not None:
+            self.ema = ModelEmaV3(model, decay=self.spec.optim.ema_decay)
+
+    def loss(self, model: nn.Module, batch: ClipBatch, video: torch.Tensor, step: int, micro: int) -> torch.Tensor:
+        labels = batch.labels.to(video.device)
+        if self.mix is not None:
+            video, labels = self.mix(video, labels, step, micro)
+        return self.criterion(model(video).float(), labels)
+
+    def after_step(self, run: Run, done: int) -> None:
+        if self.ema is not None:
+            self.ema.update(run.model, step=done)
+
+    def after_epoch(self, run: Run, done: int, reporter: Reporter) -> dict[str, Any] | None:
+        """Single-view validation; a new best top-1 rewrites RUN/best.safetensors."""
+        if self.ema is not None:
+            self._save(run, EMA_FILE, self.ema.module, done)
+        if self.val is None:
+            return None
+        record = self._validate(run.model, reporter, "val")
+        if self.ema is not None:
+            record |= self._validate(self.ema.module, reporter, "val_ema")
+        if self.best_top1 is None or record["val_top1"] > self.best_top1:
+            self.best_top1, self.best_step = record["val_top1"], done
+            self._save(run, BEST_FILE, run.model, done, val_top1=record["val_top1"])
+        return {**record, "best_top1": self.best_top1, "best_step": self.best_step}
+
+    def _validate(self, model: nn.Module, reporter: Reporter, prefix: str) -> dict[str, Any]:
+        from videomae_cli.engine.metrics import topk_accuracy
+
+        was_training = model.training
+        model.eval()
+        spec = self.spec
+        result = predict_views(
+            model, self.val, spec.optim.batch_size, spec.data.num_workers, self.device, spec.run.precision
+        )
+        model.train(was_training)
+        for bad in result.failures:
+            if bad.path not in self.reported_bad:
+                self.reported_bad.add(bad.path)
+                reporter.notice(f"warning: skipped a validation video that failed to decode: {bad.reason}")
+        if not len(result.labels):
+            raise DataError("no validation video could be decoded")
+        return {
+            f"{prefix}_top1": topk_accuracy(result.probs, result.labels, 1),
+            f"{prefix}_top5": topk_accuracy(result.probs, result.labels, 5),
+            f"{prefix}_videos": len(result.labels),
+        }
+
+    def _save(self, run: Run, name: str, model: nn.Module, step: int, **extra: Any) -> None:
+        meta = model_metadata(self.kind, run.spec.model_dump_json(), step=step, **self.metadata(), **extra)
+        save_weights(run.out / name, model.state_dict(), meta)
+
+    def describe(self) -> str:
+        init = self.spec.init if self.spec.init and self.spec.init != "none" else "scratch"
+        return f"{len(self.classes)} classes | init {init}"
+
+    def metadata(self) -> dict[str, str]:
+        return {"classes": json.dumps(self.classes)}
+
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"best_top1": self.best_top1, "best_step": self.best_step}
+        if self.ema is not None:
+            state["ema"] = self.ema.module.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_top1, self.best_step = state.get("best_top1"), state.get("best_step")
+        if self.ema is not None and "ema" in state:
+            self.ema.module.load_state_dict(state["ema"])
+
+
+INHERITED_DATA = ("num_frames", "input_size")  # the clip geometry a checkpoint was trained on
+
+
+def resolve_finetune_spec(
+    configs: list[Path] | None, sets: list[str] | None, flags: dict[str, tuple[str, Any]]
+) -> FinetuneSpec:
+    """The fine-tune spec, whose model and clip geometry default to those of the --init checkpoint (drop path
+    excepted: fine-tuning has its own)."""
+    spec = resolve_spec(FinetuneSpec, configs, sets, flags)
+    if spec.init in (None, "none"):
+        return spec
+    _, saved = read_init_spec(spec.init)
+    model = {k: v for k, v in saved.get("model", {}).items() if k != "drop_path"}
+    data = {k: v for k, v in saved.get("data", {}).items() if k in INHERITED_DATA}
+    source = f"config {spec.init} (--init)"  # a "config" source: a later --model replaces its size fields
+    return resolve_spec(FinetuneSpec, configs, sets, flags, base=({"model": model, "data": data}, source))
+
+
+def setup(spec: FinetuneSpec, reporter: Reporter, argv: list[str] | None = None) -> Run:
+    """Resolve the device, data, classifier (initialised from spec.init), optimizer and resume point of `spec`."""
+    device = pick_device(spec.run.device)
+    torch.manual_seed(spec.run.seed)
+    data = labelled_data(spec.data, spec.augment, spec.run.seed)
+    model = VideoClassifier(
+        spec.model, grid_of(spec), len(data.classes), spec.model.head_init_scale, pool=spec.model.pool
+    )
+    init_report = load_init(model, spec, reporter)
+    model.to(device)
+    val = VideoViews(data.val, ViewPlan.for_data(spec.data)) if data.val is not None else None
+    if val is None:
+        reporter.notice("note: no validation set (data.val_source, or val.csv beside the training manifest)")
+    task = FinetuneTask(spec, data.classes, val, device)
+    task.attach(model)
+    dataset = SampledClips(data.train, None, spec.run.seed, spec.data.num_sample)
+    run = make_run(
+        spec, task, model, dataset, device, default_epochs=DEFAULT_FINETUNE_EPOCHS, argv=argv, backend=data.backend
+    )
+    run.meta["init"] = init_report
+    return run

@@ -19,7 +19,8 @@ import videomae_cli
 def test_help_lists_the_working_subcommands() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    assert re.search(r"^\s+pretrain\s", result.stdout, flags=re.M)
+    for command in ("pretrain", "prepare-data", "finetune", "evaluate"):
+        assert re.search(rf"^\s+{command}\s", result.stdout, flags=re.M), command
 
 
 PRETRAIN_FLAGS = (
@@ -32,8 +33,24 @@ PREPARE_FLAGS = (
     "--decoder", "--progress", "--synthetic", "--num-frames", "--size",
 )  # fmt: skip
 
+FINETUNE_FLAGS = (
+    "--init", "--config", "--set", "--data", "--model", "--steps", "--epochs", "--batch-size", "--lr", "--precision",
+    "--device", "--num-workers", "--seed", "--out", "--resume", "--print-config", "--progress",
+)  # fmt: skip
+EVALUATE_FLAGS = (
+    "--data", "--views", "--report", "--batch-size", "--precision", "--device", "--num-workers", "--progress",
+)  # fmt: skip
 
-@pytest.mark.parametrize(("command", "flags"), [("pretrain", PRETRAIN_FLAGS), ("prepare-data", PREPARE_FLAGS)])
+
+@pytest.mark.parametrize(
+    ("command", "flags"),
+    [
+        ("pretrain", PRETRAIN_FLAGS),
+        ("prepare-data", PREPARE_FLAGS),
+        ("finetune", FINETUNE_FLAGS),
+        ("evaluate", EVALUATE_FLAGS),
+    ],
+)
 def test_every_option_is_documented(command: str, flags: tuple[str, ...]) -> None:
     result = run_cli(command, "--help")
     assert result.returncode == 0

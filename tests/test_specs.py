@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from videomae_cli.errors import ConfigError
-from videomae_cli.specs import PretrainSpec, resolve_spec, spec_to_yaml
+from videomae_cli.specs import FinetuneSpec, PretrainSpec, resolve_spec, spec_to_yaml
 
 
 def resolve(configs=None, sets=None, **flags) -> PretrainSpec:
@@ -116,4 +116,5 @@ def test_unreadable_and_malformed_config_files_are_config_errors(tmp_path: Path)
     "example", sorted((Path(__file__).parents[1] / "examples").glob("*.yaml")), ids=lambda p: p.name
 )
 def test_every_example_config_is_a_valid_spec(example: Path) -> None:
-    assert isinstance(resolve([example]), PretrainSpec)
+    kind = FinetuneSpec if example.name.startswith("finetune_") else PretrainSpec
+    assert isinstance(resolve_spec(kind, [example]), kind)

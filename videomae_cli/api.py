@@ -8,7 +8,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 from torch import nn
 
-from videomae_cli.engine.checkpoint import MODEL_FILE, read_metadata, read_spec_json
+from videomae_cli.engine.checkpoint import read_metadata, read_spec_json, weights_file
 from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.models.pretrain import PretrainVideoMAE
 from videomae_cli.specs import FinetuneSpec, PretrainSpec, grid_of
@@ -20,9 +20,7 @@ def load(path: str | Path, device: str = "cpu") -> nn.Module:
     A pretrain checkpoint gives a PretrainVideoMAE: `model(video, mask)` → `.loss`, `.pred` (DESIGN §4).
     A classifier checkpoint gives a VideoClassifier: `model(video)` → logits [B, K], with `.classes` (the names).
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / MODEL_FILE
+    path = weights_file(path)
     kind, spec_dict = read_spec_json(path)
     if kind == "pretrain":
         spec = PretrainSpec.model_validate(spec_dict)

@@ -386,15 +386,13 @@ def parse_set(item: str) -> tuple[str, Any]:
     return path.strip(), value
 
 
-def resolve_spec(
-    spec_type: type[Strict],
+def collect_settings(
     configs: list[Path] | None = None,
     sets: list[str] | None = None,
     flags: dict[str, tuple[str, Any]] | None = None,
     base: tuple[dict[str, Any], str] | None = None,
-) -> Strict:
-    """Build and validate a spec from config files, --set items, and explicit flags ({path: (flag, value)}), over
-    an optional `base` (settings, source name) below the config files (e.g. the model of an --init checkpoint)."""
+) -> _Layers:
+    """The merged, not yet validated settings: base < config files < --set < flags."""
     layers = _Layers()
     if base is not None:
         layers.merge(*base)
@@ -406,13 +404,26 @@ def resolve_spec(
     for key, (flag, value) in (flags or {}).items():
         if value is not None:
             layers.set(key, value, flag)
+    return layers
+
+
+def resolve_spec(
+    spec_type: type[Strict],
+    configs: list[Path] | None = None,
+    sets: list[str] | None = None,
+    flags: dict[str, tuple[str, Any]] | None = None,
+    base: tuple[dict[str, Any], str] | None = None,
+) -> Strict:
+    """Build and validate a spec from config files, --set items, and explicit flags ({path: (flag, value)}), over
+    an optional `base` (settings, source name) below the config files (e.g. the model of an --init checkpoint)."""
+    layers = collect_settings(configs, sets, flags, base)
     try:
         return spec_type.model_validate(layers.data)
     except ValidationError as e:
         raise ConfigError(describe_validation_error(e, layers)) from None
 
 
-_FIELD_PREFIX = re.compile(r"^[a-z_]+(\.[a-z_]+)+: ")
+_FIELD_PREFIX = re.compile(r"^[a-z_]+(\.[a-z_]+)*: ")
 
 
 def describe_validation_error(error: ValidationError, layers: _Layers) -> str:

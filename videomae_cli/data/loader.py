@@ -192,6 +192,9 @@ def train_loader(
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
         drop_last=True,
+        # Its own generator: the loader's base seed must not come from (and shift) the global RNG that DropPath
+        # draws from, or a resumed run would drop different paths than an uninterrupted one.
+        generator=torch.Generator().manual_seed(seed),
     )
 
 

@@ -55,6 +55,12 @@ def save_weights(path: Path, state_dict: dict[str, torch.Tensor], metadata: dict
     atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
+def weights_file(path: str | Path) -> Path:
+    """The weights file behind a path: the file itself, or MODEL_FILE in a run or checkpoint directory."""
+    path = Path(path)
+    return path / MODEL_FILE if path.is_dir() else path
+
+
 def read_metadata(path: Path) -> dict[str, str]:
     """The metadata of a safetensors file."""
     with safe_open(str(path), framework="pt") as f:

@@ -11,6 +11,7 @@ is in the README) with the CSVs and the PNG beside it.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from videomae_cli.data.manifest import VAL_MANIFEST, read_manifest, resolve_mani
 from videomae_cli.data.synthetic import SyntheticVideos
 from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource, view_loader
 from videomae_cli.engine import metrics
-from videomae_cli.engine.checkpoint import atomic_write
+from videomae_cli.engine.checkpoint import atomic_write, weights_file
 from videomae_cli.engine.finetune import synthetic_validation
 from videomae_cli.engine.loop import autocast_for, pick_device
 from videomae_cli.engine.predict import ViewPredictions, predict_views, run_in_chunks
@@ -72,7 +73,7 @@ def load_checkpoint(path: Path) -> nn.Module:
 
     from videomae_cli.api import load
 
-    file = path / "model.safetensors" if path.is_dir() else path
+    file = weights_file(path)
     if not file.is_file():
         raise ConfigError(f"checkpoint: no such file: {file}")
     try:
@@ -82,8 +83,7 @@ def load_checkpoint(path: Path) -> nn.Module:
 
 
 def write_json(path: Path, report: dict[str, Any]) -> None:
-    import json
-
+    """Write the report atomically."""
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
 
 
@@ -199,7 +199,9 @@ def frozen_pass(
             if good:
                 clips = torch.cat([s.views for s in good])  # one view per video: [B, T, S, S, 3]
                 with autocast_for(device, spec.precision):
-                    out.features.append(run_in_chunks(lambda x: model.features(normalize(x)).float(), clips, 16))
+                    out.features.append(
+                        run_in_chunks(lambda x: model.features(normalize(x)).float(), clips, spec.chunk_views)
+                    )
                     if masks is not None:
                         tokens = collate_masks([masks(0, s.index) for s in good]).to(device)
                         output = model(normalize(clips), tokens)

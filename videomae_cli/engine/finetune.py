@@ -29,13 +29,22 @@ from videomae_cli.data.transforms import FinetuneTrainTransform
 from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource
 from videomae_cli.engine.checkpoint import model_metadata, save_weights
 from videomae_cli.engine.init import load_init, read_init_spec
-from videomae_cli.engine.loop import Run, make_run, pick_device
+from videomae_cli.engine.loop import Run, find_resume_checkpoint, make_run, pick_device
+from videomae_cli.engine.metrics import topk_accuracy
 from videomae_cli.engine.predict import predict_views
 from videomae_cli.engine.progress import Reporter
 from videomae_cli.errors import DataError
 from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.seeding import Stream, sample_rng
-from videomae_cli.specs import DEFAULT_FINETUNE_EPOCHS, AugmentSpec, DataSpec, FinetuneSpec, grid_of, resolve_spec
+from videomae_cli.specs import (
+    DEFAULT_FINETUNE_EPOCHS,
+    AugmentSpec,
+    DataSpec,
+    FinetuneSpec,
+    collect_settings,
+    grid_of,
+    resolve_spec,
+)
 
 BEST_FILE = "best.safetensors"
 EMA_FILE = "ema.safetensors"
@@ -120,7 +129,8 @@ class VideoMixup:
     def __call__(
         self, video: torch.Tensor, labels: torch.Tensor, step: int, micro: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(mixed clips, soft targets [B, K]) for micro-batch `micro` of optimizer step `step`."""
+        """(mixed clips, soft targets [B, K]) for micro-batch `micro` of optimizer step `step`. Mixes `video` in
+        place (timm does), which the loop allows: its normalised clips are a fresh tensor per micro-batch."""
         b, c, t, h, w = video.shape
         frames = video.reshape(b, c * t, h, w)  # timm boxes the last two dims: fold time into channels
         with numpy_seeded(sample_rng(self.seed, step, micro, Stream.MIX)):
@@ -178,8 +188,6 @@ class FinetuneTask:
         return {**record, "best_top1": self.best_top1, "best_step": self.best_step}
 
     def _validate(self, model: nn.Module, reporter: Reporter, prefix: str) -> dict[str, Any]:
-        from videomae_cli.engine.metrics import topk_accuracy
-
         was_training = model.training
         model.eval()
         spec = self.spec
@@ -230,13 +238,13 @@ def resolve_finetune_spec(
 ) -> FinetuneSpec:
     """The fine-tune spec, whose model and clip geometry default to those of the --init checkpoint (drop path
     excepted: fine-tuning has its own)."""
-    spec = resolve_spec(FinetuneSpec, configs, sets, flags)
-    if spec.init in (None, "none"):
-        return spec
-    _, saved = read_init_spec(spec.init)
+    init = collect_settings(configs, sets, flags).data.get("init")  # before validating: the base changes the model
+    if init is None or init == "none":
+        return resolve_spec(FinetuneSpec, configs, sets, flags)
+    _, saved = read_init_spec(str(init))
     model = {k: v for k, v in saved.get("model", {}).items() if k != "drop_path"}
     data = {k: v for k, v in saved.get("data", {}).items() if k in INHERITED_DATA}
-    source = f"config {spec.init} (--init)"  # a "config" source: a later --model replaces its size fields
+    source = f"config {init} (--init)"  # a "config" source: a later --model replaces its size fields
     return resolve_spec(FinetuneSpec, configs, sets, flags, base=({"model": model, "data": data}, source))
 
 
@@ -248,7 +256,10 @@ def setup(spec: FinetuneSpec, reporter: Reporter, argv: list[str] | None = None)
     model = VideoClassifier(
         spec.model, grid_of(spec), len(data.classes), spec.model.head_init_scale, pool=spec.model.pool
     )
-    init_report = load_init(model, spec, reporter)
+    if spec.run.out is not None and find_resume_checkpoint(spec, Path(spec.run.out)) is not None:
+        init_report = {"checkpoint": spec.init, "resumed": True}  # the checkpoint's weights replace any init
+    else:
+        init_report = load_init(model, spec, reporter)
     model.to(device)
     val = VideoViews(data.val, ViewPlan.for_data(spec.data)) if data.val is not None else None
     if val is None:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from videomae_cli.engine.checkpoint import MODEL_FILE, read_spec_json
+from videomae_cli.engine.checkpoint import read_spec_json, weights_file
 from videomae_cli.engine.progress import Reporter
 from videomae_cli.errors import ConfigError
 from videomae_cli.models.classifier import VideoClassifier, classifier_names_from_pretrain
@@ -62,9 +62,7 @@ def group_names(keys: list[str], spell_out: int = 2) -> str:
 
 def checkpoint_file(choice: str) -> Path:
     """A weights file from a file, checkpoint directory or run directory path."""
-    path = Path(choice)
-    if path.is_dir():
-        path = path / MODEL_FILE
+    path = weights_file(choice)
     if not path.is_file():
         raise ConfigError(f"init: no such checkpoint: {path} (set by --init)")
     return path

@@ -331,11 +331,12 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog) -> float | None:
             window_start, window_steps, last_loss = time.perf_counter(), 0, mean_loss
         if done % run.steps_per_epoch == 0 or is_last:
             ensure_finite(nonfinite, run, done)
+            paused = time.perf_counter()
             extra = task.after_epoch(run, done, reporter)
             if extra:
                 metrics.write({"step": done, "epoch": run.epoch_at(done), **extra})
                 reporter.log(done, extra)
-            window_start = time.perf_counter()  # validation time is not training throughput
+            window_start += time.perf_counter() - paused  # validation time is not training throughput
         if (spec.run.save_every and done % spec.run.save_every == 0) or is_last:
             ensure_finite(nonfinite, run, done)
             save_run_checkpoint(run, done)

@@ -152,7 +152,7 @@ class SilentReporter:
         pass
 
     def notice(self, text: str) -> None:
-        pass
+        print(text, file=sys.stderr, flush=True)  # "off" silences progress, never warnings
 
     def close(self) -> None:
         pass

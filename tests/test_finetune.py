@@ -371,3 +371,24 @@ def test_resuming_a_fine_tune_continues_the_same_run_exactly(tmp_path: Path) -> 
 def test_resuming_a_fine_tune_with_stochastic_depth_continues_exactly(tmp_path: Path) -> None:
     straight, resumed = resume_after_step_4(tmp_path)  # the fine-tune default drop_path 0.1
     assert same_weights(straight / "model.safetensors", resumed / "model.safetensors")
+
+
+def test_fine_tuning_on_decoded_videos_validates_on_the_val_csv_beside_them(tmp_path: Path) -> None:
+    from conftest import run_cli
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    prepared = run_cli("prepare-data", "--synthetic", "24", "--out", str(data), "--size", "64", "--num-frames", "8")
+    assert prepared.returncode == 0, prepared.stderr
+    tuned = run_cli(
+        "finetune", "--init", "none", "--model", "test", "--data", str(data), "--epochs", "1", "--out", str(run),
+        "--progress", "off", "--set", "data.num_frames=4", "--set", "data.input_size=64",
+        "--set", "data.sampling_rate=2", "--set", "data.num_workers=0", "--set", "optim.batch_size=4",
+    )  # fmt: skip
+    assert tuned.returncode == 0, tuned.stderr
+    val_records = [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "val_top1" in r]
+    val_lines = (data / "val.csv").read_text().splitlines()
+    assert len(val_records) == 1 and val_records[0]["val_videos"] == len(val_lines)
+    evaluated = run_cli("evaluate", str(run), "--views", "2x1", "--num-workers", "0", "--progress", "off")
+    assert evaluated.returncode == 0, evaluated.stderr
+    report = json.loads((run / "eval" / "report.json").read_text())
+    assert report["data"] == str(data / "val.csv") and report["num_videos"] == len(val_lines)

@@ -76,10 +76,11 @@ def resolve_manifest(source: Path) -> Path:
     return source
 
 
-def validation_manifest(source: Path, explicit: Path | None = None) -> Path | None:
+def validation_manifest(source: Path, explicit: str | Path | None = None) -> Path | None:
     """The validation manifest that goes with training data `source`: `explicit` when given, else val.csv in a
     prepare-data directory or beside a train.csv; None when there is none."""
-    if explicit is not None:
+    if explicit:
+        explicit = Path(explicit)
         if not explicit.is_file():
             raise ConfigError(f"data.val_source: no such file: {explicit}")
         return explicit

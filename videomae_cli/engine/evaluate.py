@@ -93,7 +93,7 @@ def query_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[ViewSou
     if choice == "synthetic" or (choice is None and data.source == "synthetic"):
         return synthetic_validation(data, seed), "synthetic validation videos"
     if choice is None:
-        manifest = validation_manifest(Path(data.source), data.val_source and Path(data.val_source))
+        manifest = validation_manifest(Path(data.source), data.val_source)
         if manifest is None:
             raise ConfigError(
                 f"data: the checkpoint's training data {data.source} has no validation manifest; pass --data"
@@ -198,13 +198,12 @@ def frozen_pass(
             good = [s for s in batch if s.views is not None]
             if good:
                 clips = torch.cat([s.views for s in good])  # one view per video: [B, T, S, S, 3]
+                video = normalize(clips)
                 with autocast_for(device, spec.precision):
-                    out.features.append(
-                        run_in_chunks(lambda x: model.features(normalize(x)).float(), clips, spec.chunk_views)
-                    )
+                    out.features.append(run_in_chunks(lambda x: model.features(x).float(), video, spec.chunk_views))
                     if masks is not None:
                         tokens = collate_masks([masks(0, s.index) for s in good]).to(device)
-                        output = model(normalize(clips), tokens)
+                        output = model(video, tokens)
                         out.losses.append(per_video_loss(output.pred.float(), output.target, tokens.weight))
                 out.labels += [s.label for s in good]
             done[0] += len(batch)

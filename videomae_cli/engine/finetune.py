@@ -74,7 +74,7 @@ def labelled_data(data: DataSpec, augment: AugmentSpec, seed: int) -> LabelledDa
     if len(classes) < 2:
         raise DataError(f"data.source: {manifest} has one class; fine-tuning needs labelled videos of 2 or more")
     train = VideoClips(entries, data, seed, train_transform(data, augment, flip_default=True), purpose="finetune")
-    val_manifest = validation_manifest(Path(data.source), data.val_source and Path(data.val_source))
+    val_manifest = validation_manifest(Path(data.source), data.val_source)
     val = VideoClips(read_manifest(val_manifest, data.root), data, seed) if val_manifest else None
     return LabelledData(train, val, classes, train.backend)
 

@@ -19,7 +19,7 @@ import videomae_cli
 def test_help_lists_the_working_subcommands() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("pretrain", "prepare-data", "finetune", "evaluate"):
+    for command in ("pretrain", "prepare-data", "finetune", "evaluate", "visualize-mask", "export", "convert"):
         assert re.search(rf"^\s+{command}\s", result.stdout, flags=re.M), command
 
 
@@ -40,6 +40,8 @@ FINETUNE_FLAGS = (
 EVALUATE_FLAGS = (
     "--data", "--views", "--report", "--batch-size", "--precision", "--device", "--num-workers", "--progress",
 )  # fmt: skip
+CONVERT_FLAGS = ("--out", "--set", "--overwrite")
+EXPORT_FLAGS = ("--format", "--out", "--overwrite")
 
 
 @pytest.mark.parametrize(
@@ -49,6 +51,8 @@ EVALUATE_FLAGS = (
         ("prepare-data", PREPARE_FLAGS),
         ("finetune", FINETUNE_FLAGS),
         ("evaluate", EVALUATE_FLAGS),
+        ("convert", CONVERT_FLAGS),
+        ("export", EXPORT_FLAGS),
     ],
 )
 def test_every_option_is_documented(command: str, flags: tuple[str, ...]) -> None:

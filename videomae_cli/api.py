@@ -13,6 +13,8 @@ from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.models.pretrain import PretrainVideoMAE
 from videomae_cli.specs import FinetuneSpec, PretrainSpec, grid_of
 
+KIND_SPECS = {"pretrain": PretrainSpec, "classifier": FinetuneSpec}
+
 
 def load(path: str | Path, device: str = "cpu") -> nn.Module:
     """Load one of our checkpoints (a .safetensors file, a checkpoint dir or a run dir) in eval mode, with `.spec`.
@@ -22,17 +24,25 @@ def load(path: str | Path, device: str = "cpu") -> nn.Module:
     """
     path = weights_file(path)
     kind, spec_dict = read_spec_json(path)
-    if kind == "pretrain":
-        spec = PretrainSpec.model_validate(spec_dict)
-        model: nn.Module = PretrainVideoMAE(spec.model, grid_of(spec))
-    elif kind == "classifier":
-        spec = FinetuneSpec.model_validate(spec_dict)
-        classes = json.loads(read_metadata(path)["videomae.classes"])
+    if kind not in KIND_SPECS:
+        raise ValueError(f"{path}: checkpoints of kind {kind!r} are not supported by this version")
+    spec = KIND_SPECS[kind].model_validate(spec_dict)
+    classes = json.loads(read_metadata(path)["videomae.classes"]) if kind == "classifier" else None
+    model = build_model(spec, classes)
+    model.load_state_dict(load_file(str(path), device=device))
+    return model.to(device).eval()
+
+
+def build_model(spec: PretrainSpec | FinetuneSpec, classes: list[str] | None = None) -> nn.Module:
+    """A freshly initialised model for a spec, with `.spec` (and `.classes` for a classifier)."""
+    model: nn.Module
+    if isinstance(spec, PretrainSpec):
+        model = PretrainVideoMAE(spec.model, grid_of(spec))
+    else:
+        if classes is None:
+            raise ValueError("a classifier needs its class names")
         m = spec.model
         model = VideoClassifier(m, grid_of(spec), len(classes), m.head_init_scale, pool=m.pool)
         model.classes = classes
-    else:
-        raise ValueError(f"{path}: checkpoints of kind {kind!r} are not supported by this version")
-    model.load_state_dict(load_file(str(path), device=device))
     model.spec = spec
-    return model.to(device).eval()
+    return model

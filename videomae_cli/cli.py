@@ -359,6 +359,85 @@ def evaluate(
         console.print(f"report: {result.path}", markup=False)
 
 
+@app.command()
+def convert(
+    src: Annotated[
+        Path,
+        typer.Argument(
+            metavar="SRC",
+            help="An official VideoMAE V1/V2 or MAE-ST .pth, an HF transformers directory, or model.safetensors "
+            "with config.json beside it.",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", metavar="FILE.safetensors", help="Where to write our checkpoint.", show_default=False),
+    ],
+    sets: SetOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace FILE if it exists.")] = False,
+) -> None:
+    """Convert a checkpoint from another codebase into a self-describing videomae-cli checkpoint. The model spec is
+    inferred from the weights (and config.json or the saved training args); override any field with --set."""
+    from videomae_cli.errors import ConfigError
+    from videomae_cli.interop.convert import convert as run_conversion
+    from videomae_cli.interop.convert import save_conversion, summary_table
+
+    with user_errors():
+        if out.suffix != ".safetensors":
+            raise ConfigError(f"--out: {out} must end in .safetensors")
+        if out.exists() and not overwrite:
+            raise ConfigError(f"--out: {out} exists (pass --overwrite to replace it)")
+        conversion = run_conversion(src, sets)
+        save_conversion(conversion, out)
+        # Piped output (logs, CI) gets a wide table: rich would otherwise cut key names at 80 columns.
+        Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(summary_table(conversion, out))
+        typer.echo(f"wrote {out} ({conversion.kind} checkpoint; try: videomae evaluate {out})")
+
+
+@app.command()
+def export(
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            metavar="CKPT", help="Our checkpoint (.safetensors, checkpoint dir or run dir).", show_default=False
+        ),
+    ],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            metavar="FORMAT",
+            help="hf (a transformers model directory), official (a .pth for the official VideoMAE code) or onnx "
+            "(classifier logits or pretrain-encoder features, verified in onnxruntime).",
+            show_default=False,
+        ),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", metavar="PATH", help="Output directory (hf) or file (.pth, .onnx).", show_default=False),
+    ],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace PATH if it exists.")] = False,
+) -> None:
+    """Export a checkpoint for HF transformers, the official VideoMAE code, or ONNX, and say what the receiving
+    library needs to know (input layout, normalisation)."""
+    from videomae_cli.engine.evaluate import load_checkpoint
+    from videomae_cli.errors import ConfigError
+    from videomae_cli.interop.export import export as run_export
+
+    suffixes = {"official": ".pth", "onnx": ".onnx"}
+    with user_errors():
+        if fmt in suffixes and out.suffix != suffixes[fmt]:
+            raise ConfigError(f"--out: {out} must end in {suffixes[fmt]} for --format {fmt}")
+        if out.exists() and not overwrite:
+            raise ConfigError(f"--out: {out} exists (pass --overwrite to replace it)")
+        model = load_checkpoint(checkpoint)
+        result = run_export(model, fmt, out)
+        typer.echo(f"wrote {result.path} ({result.target})")
+        for note in result.notes:
+            typer.echo(f"  - {note}")
+
+
 @app.command("prepare-data")
 def prepare_data(
     src: Annotated[
@@ -475,6 +554,101 @@ def prepare_data(
                 f"warning: left out {len(result.problems)} of {listed} videos with problems (see {report})",
                 markup=False,
             )
+
+
+@app.command("visualize-mask")
+def visualize_mask(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="CKPT",
+            help="A pretrain checkpoint (.safetensors, checkpoint dir or run dir) to reconstruct with; its clip "
+            "geometry and mask are the defaults. Without one only the mask is shown.",
+            show_default=False,
+        ),
+    ] = None,
+    video: Annotated[
+        Path | None, typer.Option("--video", metavar="FILE", help="The video to take the clip from. Required.")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            help="Output picture: .png (a grid of --frames), .gif or .mp4 (every frame of the clip). Required.",
+        ),
+    ] = None,
+    mask_type: Annotated[
+        str | None,
+        typer.Option(
+            "--mask-type", metavar="TYPE", help="tube, random or frame. [default: the checkpoint's, else tube]"
+        ),
+    ] = None,
+    mask_ratio: Annotated[
+        float | None,
+        typer.Option(
+            "--mask-ratio",
+            metavar="R",
+            help="Fraction of tokens hidden from the encoder. [default: the checkpoint's, else 0.9]",
+        ),
+    ] = None,
+    decoder_mask_ratio: Annotated[
+        float | None,
+        typer.Option(
+            "--decoder-mask-ratio",
+            metavar="R",
+            help="V2 running-cell decoder masking (0, .25, .5, .75): positions left unreconstructed. "
+            "[default: the checkpoint's, else 0]",
+        ),
+    ] = None,
+    frames: Annotated[
+        str | None,
+        typer.Option(
+            "--frames",
+            metavar="SPEC",
+            help="PNG columns: clip frame numbers like 0,2,4, or all. [default: the first frame of each tubelet]",
+        ),
+    ] = None,
+    error_map: Annotated[
+        bool, typer.Option("--error-map", help="Add a row with each reconstructed patch's squared error (needs CKPT).")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the mask.")] = 0,
+    num_frames: Annotated[
+        int | None,
+        typer.Option("--num-frames", metavar="N", help="Clip length without a checkpoint. [default: 16]"),
+    ] = None,
+    input_size: Annotated[
+        int | None,
+        typer.Option("--input-size", metavar="PX", help="Clip side without a checkpoint. [default: 224]"),
+    ] = None,
+) -> None:
+    """Picture one clip of a video as the model sees it: original, masked input, and with a pretrain checkpoint the
+    reconstruction (alone and with the visible patches pasted back), as a PNG grid or a GIF/MP4 animation."""
+    from videomae_cli.errors import ConfigError
+
+    with user_errors():
+        if video is None or out is None:
+            missing = "--video" if video is None else "--out"
+            raise ConfigError(f"{missing}: required (videomae visualize-mask [CKPT] --video FILE --out FILE.png)")
+        from videomae_cli import viz
+
+        viz.output_suffix(out)
+        setup = viz.setup(
+            checkpoint,
+            mask_type=mask_type,
+            mask_ratio=mask_ratio,
+            decoder_mask_ratio=decoder_mask_ratio,
+            num_frames=num_frames,
+            input_size=input_size,
+            seed=seed,
+            error_map=error_map,
+        )
+        columns = viz.parse_frames(frames, setup.grid)
+        clip, indices = viz.read_clip(video, setup.plan)
+        result = viz.visualize(clip, setup, indices, source=video.name)
+        viz.write_visualization(result, out, columns)
+    shown = f"{len(columns)} frames" if out.suffix.lower() == ".png" else f"{setup.grid.frames} frames animated"
+    typer.echo(f"wrote {out}: {len(result.rows())} rows × {shown} | {result.title()}")
 
 
 def main() -> None:

@@ -51,6 +51,8 @@ class ModelSpec(Strict):
     cls_token: bool = False
     decoder_embed_bias: bool = False
     target: Literal["norm_pixel", "patch_norm", "pixel"] = "norm_pixel"
+    # MAE-ST's pred_t_dim: the decoder predicts only these many frames of the clip, spread evenly (None = all).
+    pred_frames: PositiveInt | None = None
     drop_path: Probability = 0.0
 
     @model_validator(mode="before")
@@ -161,7 +163,21 @@ class PretrainSpec(Strict):
 
         check_geometry(self.model, self.data, self.optim)
         check_mask_fits(self.mask, grid_of(self))
+        check_pred_frames(self.model, self.data)
         return self
+
+
+def check_pred_frames(model: ModelSpec, data: DataSpec) -> None:
+    """The predicted frames must cut into the same number of time slices as the clip (MAE-ST's t_pred_patch_size)."""
+    frames = model.pred_frames
+    if frames is None:
+        return
+    per_token, rest = divmod(model.tubelet_size * frames, data.num_frames)
+    if frames > data.num_frames or rest or not per_token:
+        raise ValueError(
+            f"model.pred_frames: {frames} frames do not split into the clip's {data.num_frames // model.tubelet_size} "
+            f"time slices evenly (data.num_frames {data.num_frames}, model.tubelet_size {model.tubelet_size})"
+        )
 
 
 class ClassifierModelSpec(ModelSpec):

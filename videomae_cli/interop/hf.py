@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from videomae_cli.interop.names import rename, split_block_key, swap
 from videomae_cli.models.vit import TokenGrid
 from videomae_cli.specs import ModelSpec
 
@@ -51,8 +52,6 @@ _TOP_RENAMES = (
     ("decoder.head.", "decoder.head."),
 )
 
-Pairs = tuple[tuple[str, str], ...]
-
 
 def installed_qv_bias_style() -> str:
     """The q/v bias naming of the installed transformers ("v5" when it is not installed: the current layout)."""
@@ -77,12 +76,12 @@ def to_hf_pretraining_state_dict(state_dict: dict[str, Tensor], qv_bias_style: s
     out: dict[str, Tensor] = {}
     unknown = []
     for key, value in state_dict.items():
-        block = _split_block_key(key, _BLOCK_PREFIXES)
+        block = split_block_key(key, _BLOCK_PREFIXES)
         if block is not None and block[1] == _QKV:
             # Cloned so the three parts do not share storage (safetensors refuses shared tensors).
             out.update((block[0] + name, part.clone()) for name, part in zip(_QKV_PARTS, value.chunk(3), strict=True))
             continue
-        name = _rename(key, _TOP_RENAMES) if block is None else _rename(block[1], block_renames)
+        name = rename(key, _TOP_RENAMES) if block is None else rename(block[1], block_renames)
         if name is None:
             unknown.append(key)
         else:
@@ -97,18 +96,18 @@ def from_hf_pretraining_state_dict(state_dict: dict[str, Tensor]) -> dict[str, T
 
     Raises ValueError for keys we have no place for, or a block whose query/key/value weights are incomplete.
     """
-    block_prefixes = _swap(_BLOCK_PREFIXES)
-    block_renames = _swap(_BLOCK_RENAMES + _QV_BIAS_RENAMES["v5"] + _QV_BIAS_RENAMES["v4"])
-    top_renames = _swap(_TOP_RENAMES)
+    block_prefixes = swap(_BLOCK_PREFIXES)
+    block_renames = swap(_BLOCK_RENAMES + _QV_BIAS_RENAMES["v5"] + _QV_BIAS_RENAMES["v4"])
+    top_renames = swap(_TOP_RENAMES)
     out: dict[str, Tensor] = {}
     qkv: dict[str, dict[str, Tensor]] = {}  # our block prefix → HF part name → weight
     unknown = []
     for key, value in state_dict.items():
-        block = _split_block_key(key, block_prefixes)
+        block = split_block_key(key, block_prefixes)
         if block is not None and block[1] in _QKV_PARTS:
             qkv.setdefault(block[0], {})[block[1]] = value
             continue
-        name = _rename(key, top_renames) if block is None else _rename(block[1], block_renames)
+        name = rename(key, top_renames) if block is None else rename(block[1], block_renames)
         if name is None:
             unknown.append(key)
         else:
@@ -131,29 +130,53 @@ def to_hf_classification_state_dict(state_dict: dict[str, Tensor], qv_bias_style
     The encoder part goes through the pretraining table (our classifier names are the pretrain encoder's without
     `encoder.`), so both models share one mapping.
     """
-    head = {k: v for k, v in state_dict.items() if _rename(k, _CLASSIFIER_HEAD) is not None}
+    head = {k: v for k, v in state_dict.items() if rename(k, _CLASSIFIER_HEAD) is not None}
     encoder = {f"encoder.{k}": v for k, v in state_dict.items() if k not in head}
     out = to_hf_pretraining_state_dict(encoder, qv_bias_style)
-    out.update((_rename(k, _CLASSIFIER_HEAD), v) for k, v in head.items())
+    out.update((rename(k, _CLASSIFIER_HEAD), v) for k, v in head.items())
     return out
 
 
-def hf_config_kwargs(spec: ModelSpec, grid: TokenGrid) -> dict[str, Any]:
+def from_hf_classification_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """`VideoMAEForVideoClassification` state dict (4.x or 5.x names) → our classifier state dict."""
+    hf_head = swap(_CLASSIFIER_HEAD)
+    head = {k: v for k, v in state_dict.items() if rename(k, hf_head) is not None}
+    encoder = from_hf_pretraining_state_dict({k: v for k, v in state_dict.items() if k not in head})
+    out = {k.removeprefix("encoder."): v for k, v in encoder.items()}
+    out.update((rename(k, hf_head), v) for k, v in head.items())
+    return out
+
+
+def is_hf_classification(state_dict: dict[str, Tensor]) -> bool:
+    """Whether an HF VideoMAE state dict is a `VideoMAEForVideoClassification` (it has the `classifier` head)."""
+    return "classifier.weight" in state_dict
+
+
+def add_base_prefix(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """A bare `VideoMAEModel` state dict (no `videomae.` prefix) → the prefixed names of the models with heads."""
+    if any(k.startswith("videomae.") for k in state_dict):
+        return state_dict
+    return {f"videomae.{k}": v for k, v in state_dict.items()}
+
+
+def hf_config_kwargs(spec: ModelSpec, grid: TokenGrid, classifier: bool = False) -> dict[str, Any]:
     """`VideoMAEConfig` keyword arguments for a model of `spec` on clips of `grid`.
 
-    Only the official V1 layout maps onto HF: sincos positions, no cls token, no decoder-embed bias, and a
-    `norm_pixel` or `pixel` target (HF `norm_pix_loss` True / False). Drop path has no HF equivalent and is
-    left out: it only matters for training.
+    Only the official V1 layout maps onto HF: sincos positions, no cls token, no decoder-embed bias, a decoder that
+    predicts every frame, and (for pretraining) a `norm_pixel` or `pixel` target (HF `norm_pix_loss` True / False).
+    Drop path has no HF equivalent and is left out: it only matters for training.
     """
     unsupported = {
         "model.pos_embed": spec.pos_embed != "sincos",
         "model.cls_token": spec.cls_token,
-        "model.decoder_embed_bias": spec.decoder_embed_bias,
-        "model.target": spec.target == "patch_norm",
+        "model.decoder_embed_bias": spec.decoder_embed_bias and not classifier,
+        "model.target": spec.target == "patch_norm" and not classifier,
+        "model.pred_frames": getattr(spec, "pred_frames", None) is not None and not classifier,
     }
     bad = [name for name, is_bad in unsupported.items() if is_bad]
     if bad:
-        raise ValueError(f"HF VideoMAEForPreTraining cannot represent {', '.join(bad)} of this model")
+        model = "VideoMAEForVideoClassification" if classifier else "VideoMAEForPreTraining"
+        raise ValueError(f"HF {model} cannot represent {', '.join(bad)} of this model")
     return {
         "image_size": grid.height if grid.height == grid.width else [grid.height, grid.width],
         "patch_size": grid.patch,
@@ -171,27 +194,84 @@ def hf_config_kwargs(spec: ModelSpec, grid: TokenGrid) -> dict[str, Any]:
         "decoder_intermediate_size": spec.decoder_mlp_dim,
         "layer_norm_eps": spec.layer_norm_eps,  # HF defaults to 1e-12
         "qv_bias": True,
-        "use_mean_pooling": False,  # keeps videomae.layernorm, our encoder.norm
+        # Pretraining keeps videomae.layernorm (our encoder.norm); classifiers mean-pool into fc_norm.
+        "use_mean_pooling": classifier,
         "norm_pix_loss": spec.target == "norm_pixel",
     }
 
 
-def _split_block_key(key: str, prefixes: Pairs) -> tuple[str, str] | None:
-    """A block key → (the other layout's prefix with the block index, the rest of the name); None for other keys."""
-    for src, dst in prefixes:
-        if key.startswith(src):
-            index, _, rest = key[len(src) :].partition(".")
-            return f"{dst}{index}.", rest
-    return None
+def hf_config(spec: ModelSpec, grid: TokenGrid, classes: list[str] | None = None) -> dict[str, Any]:
+    """A complete config.json: every VideoMAEConfig field, for a classifier (with `classes`) or a pretrain model.
+
+    Both bias flags are written: transformers 5.x reads `qv_bias`, 4.x reads `qkv_bias`.
+    """
+    classifier = classes is not None
+    config: dict[str, Any] = {
+        "model_type": "videomae",
+        "architectures": ["VideoMAEForVideoClassification" if classifier else "VideoMAEForPreTraining"],
+        **hf_config_kwargs(spec, grid, classifier=classifier),
+        "qkv_bias": True,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+        "initializer_range": 0.02,
+        "torch_dtype": "float32",
+    }
+    if classifier:
+        config["id2label"] = {str(i): name for i, name in enumerate(classes)}
+        config["label2id"] = {name: i for i, name in enumerate(classes)}
+    return config
 
 
-def _rename(name: str, pairs: Pairs) -> str | None:
-    """Apply the first matching (src, dst) pair: exact names, or prefixes ending in "."; None when none matches."""
-    for src, dst in pairs:
-        if name == src or (src.endswith(".") and name.startswith(src)):
-            return dst + name[len(src) :]
-    return None
+# (our spec field, HF config field, HF default) for the fields that carry across unchanged.
+_CONFIG_FIELDS = (
+    ("model.dim", "hidden_size", 768),
+    ("model.depth", "num_hidden_layers", 12),
+    ("model.heads", "num_attention_heads", 12),
+    ("model.mlp_dim", "intermediate_size", 3072),
+    ("model.patch_size", "patch_size", 16),
+    ("model.tubelet_size", "tubelet_size", 2),
+    ("model.decoder_dim", "decoder_hidden_size", 384),
+    ("model.decoder_depth", "decoder_num_hidden_layers", 4),
+    ("model.decoder_heads", "decoder_num_attention_heads", 6),
+    ("model.decoder_mlp_dim", "decoder_intermediate_size", 1536),
+    ("model.layer_norm_eps", "layer_norm_eps", 1e-12),
+    ("data.num_frames", "num_frames", 16),
+)
 
 
-def _swap(pairs: Pairs) -> Pairs:
-    return tuple((dst, src) for src, dst in pairs)
+def settings_from_hf_config(config: dict[str, Any], classifier: bool) -> dict[str, Any]:
+    """Our spec settings (dotted paths) from an HF VideoMAE config.json; HF's defaults fill missing fields.
+
+    Raises ValueError for configurations our models do not have (non-square input, patch-token pooling, a
+    pretraining encoder without its final norm).
+    """
+    if config.get("model_type", "videomae") != "videomae":
+        raise ValueError(f"config.json model_type is {config.get('model_type')!r}, not 'videomae'")
+    size = config.get("image_size", 224)
+    if isinstance(size, list | tuple):
+        if len(set(size)) != 1:
+            raise ValueError(f"image_size {size} is not square; videomae-cli models take square clips")
+        size = size[0]
+    mean_pooling = config.get("use_mean_pooling", True)
+    if classifier and not mean_pooling:
+        raise ValueError("use_mean_pooling=false classifiers pool the first patch token; only mean pooling works")
+    if not classifier and mean_pooling:
+        raise ValueError(
+            "this VideoMAEForPreTraining has use_mean_pooling=true, so its encoder has no final norm (ours does)"
+        )
+    settings = {ours: config.get(theirs, default) for ours, theirs, default in _CONFIG_FIELDS}
+    settings["data.input_size"] = size
+    if config.get("hidden_act", "gelu") != "gelu":
+        raise ValueError(f"hidden_act {config['hidden_act']!r}: only exact GELU is supported")
+    if not classifier:
+        settings["model.target"] = "norm_pixel" if config.get("norm_pix_loss", True) else "pixel"
+    return settings
+
+
+def classes_from_hf_config(config: dict[str, Any], num_classes: int) -> list[str]:
+    """Class names from id2label (the numbers where it has none or does not match the head)."""
+    id2label = config.get("id2label") or {}
+    names = [id2label.get(str(i), id2label.get(i)) for i in range(num_classes)]
+    if len(id2label) != num_classes or any(name is None for name in names):
+        return [str(i) for i in range(num_classes)]
+    return [str(name) for name in names]

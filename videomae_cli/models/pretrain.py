@@ -72,7 +72,8 @@ def _same_count(selection: torch.Tensor, what: str) -> int:
 
 @dataclass
 class PretrainOutput:
-    """loss: scalar; pred/target: [B, N_dec, tubelet·p·p·3] rows for the decoded tokens in ascending order."""
+    """loss: scalar; pred/target: [B, N_dec, tubelet·p·p·3] rows for the decoded tokens in ascending order (with
+    model.pred_frames, MAE-ST's pred_t_dim, each row holds pred_frames/t frames instead of tubelet)."""
 
     loss: torch.Tensor
     pred: torch.Tensor
@@ -92,6 +93,14 @@ def reconstruction_target(patches: torch.Tensor, kind: str, mean: torch.Tensor, 
     if kind == "norm_pixel":
         x = (x - x.mean(-2, keepdim=True)) / (x.var(-2, unbiased=True, keepdim=True).sqrt() + 1e-6)
     return x.flatten(2)  # [B, K, P]
+
+
+def predicted_grid(grid: TokenGrid, pred_frames: int | None) -> TokenGrid:
+    """The grid of what the decoder predicts: the clip's, or (MAE-ST pred_t_dim) `pred_frames` frames cut into the
+    same time slices, pred_frames/t frames per token."""
+    if pred_frames is None:
+        return grid
+    return TokenGrid(pred_frames, grid.height, grid.width, grid.patch, pred_frames // grid.t)
 
 
 class Decoder(nn.Module):
@@ -125,12 +134,16 @@ class PretrainVideoMAE(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, spec.decoder_dim))
         self.decoder_pos_embed = Positions(spec.pos_embed, grid, spec.decoder_dim, spec.cls_token)
         self.decoder_cls_token = nn.Parameter(torch.zeros(1, 1, spec.decoder_dim)) if spec.cls_token else None
+        self.target_grid = predicted_grid(grid, spec.pred_frames)
+        if spec.pred_frames is not None:  # MAE-ST pred_t_dim: evenly spread frames, as torch.linspace(...).long()
+            frames = torch.linspace(0, grid.frames - 1, spec.pred_frames).long()
+            self.register_buffer("target_frames", frames, persistent=False)
         self.decoder = Decoder(
             spec.decoder_dim,
             spec.decoder_depth,
             spec.decoder_heads,
             spec.decoder_mlp_dim,
-            grid.patch_dim,
+            self.target_grid.patch_dim,
             spec.layer_norm_eps,
         )
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN), persistent=False)
@@ -161,6 +174,8 @@ class PretrainVideoMAE(nn.Module):
         x = self.encoder(gather_tokens(patches, tokens.visible), tokens.visible)  # [B, (1+)N_vis, C]
         pred = self.decode(self.encoder_to_decoder(x), tokens)  # [B, N_dec, P]
         with torch.no_grad():
+            if self.target_grid is not self.grid:
+                patches = patchify(video.index_select(2, self.target_frames), self.target_grid)  # [B, N, P_pred]
             target = reconstruction_target(
                 gather_tokens(patches, tokens.decoded).float(), self.config.target, self.pixel_mean, self.pixel_std
             )

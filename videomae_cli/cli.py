@@ -1,7 +1,8 @@
 """The `videomae` command: one thin function per subcommand.
 
 Each command builds a validated spec from its flags, calls the engine, and maps errors to the documented exit codes:
-0 ok · 1 unexpected internal error · 2 usage/config error · 3 data error · 4 non-finite loss.
+0 ok · 1 unexpected internal error · 2 usage/config error · 3 data error · 4 non-finite loss · 75 stopped by
+SIGTERM/SIGUSR1 after a checkpoint (resume with --resume auto).
 """
 
 from __future__ import annotations
@@ -41,16 +42,23 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except VideoMAEError as e:
-        stderr.print(f"error: {e}", markup=False)
+        stderr.print(f"{e.label}{_rank_tag()}: {e}", markup=False)
         raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
         stderr.print("interrupted", markup=False)
         raise typer.Exit(130) from None
     except Exception as e:
-        if os.environ.get("VIDEOMAE_DEBUG"):
-            raise
+        if os.environ.get("VIDEOMAE_DEBUG") or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise  # under torchrun, main()'s @record hands this rank's traceback to the launcher's failure report
         stderr.print(f"internal error: {type(e).__name__}: {e} (set VIDEOMAE_DEBUG=1 for the traceback)", markup=False)
         raise typer.Exit(1) from None
+
+
+def _rank_tag() -> str:
+    """ " (rank N)" in a multi-process run, where every rank may print."""
+    world = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1")))
+    rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))
+    return f" (rank {rank})" if world > 1 else ""
 
 
 ConfigOpt = Annotated[
@@ -160,9 +168,18 @@ def pretrain(
     resume: ResumeOpt = None,
     print_config: PrintConfigOpt = False,
     progress: ProgressOpt = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--strategy",
+            metavar="S",
+            help="Under torchrun/srun: ddp (replicate) or fsdp (FSDP2, shard per block: large models). [default: ddp]",
+        ),
+    ] = None,
 ) -> None:
     """Pretrain a VideoMAE model (default 300 steps). With no options: a tiny model on the built-in synthetic
     videos, minutes on a CPU."""
+    from videomae_cli.engine.distributed import detect, process_group
     from videomae_cli.engine.loop import train
     from videomae_cli.engine.pretrain import setup
     from videomae_cli.engine.progress import make_reporter
@@ -174,6 +191,7 @@ def pretrain(
         "mask.type": ("--mask-type", mask_type),
         "mask.ratio": ("--mask-ratio", mask_ratio),
         "mask.decoder_ratio": ("--decoder-mask-ratio", decoder_mask_ratio),
+        "run.strategy": ("--strategy", strategy),
         **common_run_flags(steps, epochs, batch_size, lr, precision, device, num_workers, seed, out, resume, progress),
     }
     with user_errors():
@@ -183,8 +201,9 @@ def pretrain(
         if print_config:
             typer.echo(spec_to_yaml(spec), nl=False)
             return
-        run = setup(spec, argv=["videomae", *sys.argv[1:]])
-        train(run, make_reporter(spec.run.progress, label="pretrain"))
+        reporter = make_reporter(spec.run.progress, label="pretrain", rank=detect().rank)
+        with process_group():
+            train(setup(spec, argv=["videomae", *sys.argv[1:]]), reporter)
 
 
 def common_run_flags(
@@ -261,6 +280,7 @@ def finetune(
 ) -> None:
     """Fine-tune a classifier with the official V1 recipe (layer decay, Mixup/CutMix, RandAugment, drop path),
     validating every epoch; the best weights are kept as RUN/best.safetensors."""
+    from videomae_cli.engine.distributed import detect, process_group
     from videomae_cli.engine.finetune import resolve_finetune_spec, setup
     from videomae_cli.engine.loop import train
     from videomae_cli.engine.progress import make_reporter
@@ -279,9 +299,9 @@ def finetune(
         if print_config:
             typer.echo(spec_to_yaml(spec), nl=False)
             return
-        reporter = make_reporter(spec.run.progress, label="finetune")
-        run = setup(spec, reporter, argv=["videomae", *sys.argv[1:]])
-        train(run, reporter)
+        reporter = make_reporter(spec.run.progress, label="finetune", rank=detect().rank)
+        with process_group():
+            train(setup(spec, reporter, argv=["videomae", *sys.argv[1:]]), reporter)
 
 
 @app.command()
@@ -652,5 +672,11 @@ def visualize_mask(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="videomae")
+    """Console-script entry point. Under torchrun, an unexpected error on any rank is recorded with its traceback
+    (torch.distributed.elastic's @record) for the launcher's failure summary."""
+    if "TORCHELASTIC_RUN_ID" not in os.environ:  # not under torchrun: keep `--help` free of the torch import
+        app(prog_name="videomae")
+        return
+    from torch.distributed.elastic.multiprocessing.errors import record
+
+    record(lambda: app(prog_name="videomae"))()

@@ -7,6 +7,7 @@ class VideoMAEError(Exception):
     """An error the user can act on. `exit_code` is the process exit status (README: Exit codes)."""
 
     exit_code = 1
+    label = "error"  # how the CLI introduces the message
 
 
 class ConfigError(VideoMAEError):
@@ -25,3 +26,11 @@ class NonFiniteLossError(VideoMAEError):
     """The loss became NaN/inf; the last good checkpoint is kept (exit 4)."""
 
     exit_code = 4
+
+
+class Preempted(VideoMAEError):
+    """SIGTERM/SIGUSR1 stopped training after a checkpoint was written (exit 75, EX_TEMPFAIL: run it again with
+    --resume auto)."""
+
+    exit_code = 75
+    label = "stopped"

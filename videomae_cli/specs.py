@@ -136,6 +136,9 @@ class RunOptions(Strict):
     keep_last: PositiveInt = 2
     resume: str = "auto"
     progress: Literal["auto", "rich", "plain", "off"] = "auto"
+    # Several processes: replicate the model (DDP) or shard it block by block (FSDP2, for large models).
+    strategy: Literal["ddp", "fsdp"] = "ddp"
+    activation_checkpointing: bool = False  # recompute block activations in the backward pass: memory for compute
 
     @model_validator(mode="after")
     def _check_length(self) -> RunOptions:
@@ -247,6 +250,8 @@ class FinetuneSpec(Strict):
     @model_validator(mode="after")
     def _check(self) -> FinetuneSpec:
         check_geometry(self.model, self.data, self.optim)
+        if self.run.strategy == "fsdp":
+            raise ValueError("run.strategy: fsdp shards pretraining; fine-tune with ddp (validation runs on rank 0)")
         if self.augment.mixing and self.optim.batch_size % 2:
             raise ValueError(
                 f"optim.batch_size: Mixup/CutMix pair up clips, so the batch size must be even, got "

@@ -25,11 +25,14 @@ from videomae_cli.seeding import Stream, sample_rng
 class EpochSampler(Sampler[tuple[int, int]]):
     """Endless (epoch, index) keys: a fresh seeded permutation of the dataset each epoch, from `start` samples in.
 
-    Resuming at sample position `start` continues the exact sequence an uninterrupted run would have produced.
+    Resuming at sample position `start` continues the exact sequence an uninterrupted run would have produced. With
+    several ranks, the one global stream is dealt out in turns of `batch` samples (rank 0 the first `batch`, rank 1
+    the next, ...), so a step trains on the same samples whatever the world size.
     """
 
-    def __init__(self, num_samples: int, seed: int, start: int = 0) -> None:
+    def __init__(self, num_samples: int, seed: int, start: int = 0, rank: int = 0, world: int = 1, batch: int = 1):
         self.num_samples, self.seed, self.start = num_samples, seed, start
+        self.rank, self.world, self.batch = rank, world, batch
 
     def order(self, epoch: int) -> np.ndarray:
         """The sample order of `epoch`."""
@@ -37,9 +40,12 @@ class EpochSampler(Sampler[tuple[int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch, offset = divmod(self.start, self.num_samples)
+        position = self.start
         while True:
             for index in self.order(epoch)[offset:]:
-                yield epoch, int(index)
+                if (position // self.batch) % self.world == self.rank:
+                    yield epoch, int(index)
+                position += 1
             epoch, offset = epoch + 1, 0
 
 
@@ -178,14 +184,21 @@ def collate_samples(samples: Sequence[Sample]) -> ClipBatch:
 
 
 def train_loader(
-    dataset: SampledClips, batch_size: int, seed: int, start_sample: int, num_workers: int, pin_memory: bool
+    dataset: SampledClips,
+    batch_size: int,
+    seed: int,
+    start_sample: int,
+    num_workers: int,
+    pin_memory: bool,
+    rank: int = 0,
+    world: int = 1,
 ) -> DataLoader:
     """An endless loader of ClipBatch (`batch_size` videos each), starting `start_sample` samples into the
-    (seed-determined) stream."""
+    (seed-determined) global stream, of which this rank gets its turns (EpochSampler)."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=EpochSampler(len(dataset), seed, start_sample),
+        sampler=EpochSampler(len(dataset), seed, start_sample, rank, world, batch_size),
         num_workers=num_workers,
         collate_fn=collate_samples,
         pin_memory=pin_memory,

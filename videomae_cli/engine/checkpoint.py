@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,11 +84,19 @@ def save_checkpoint(
     staging = run_dir / CHECKPOINTS / f".step-{step:08d}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     save_weights(staging / MODEL_FILE, state_dict, metadata)
+    _test_delay()
     atomic_write(staging / STATE_FILE, lambda tmp: torch.save(train_state, tmp))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(staging, final)
     _publish_latest(final / MODEL_FILE, run_dir / MODEL_FILE)
     return final
+
+
+def _test_delay() -> None:
+    """A test hook: VIDEOMAE_TEST_SAVE_DELAY seconds of pause mid-save, so tests can kill -9 a writer in the act."""
+    delay = float(os.environ.get("VIDEOMAE_TEST_SAVE_DELAY", "0") or 0)
+    if delay > 0:
+        time.sleep(delay)
 
 
 def _publish_latest(source: Path, target: Path) -> None:

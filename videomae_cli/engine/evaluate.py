@@ -26,8 +26,9 @@ from videomae_cli.data.synthetic import SyntheticVideos
 from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource, view_loader
 from videomae_cli.engine import metrics
 from videomae_cli.engine.checkpoint import atomic_write, weights_file
+from videomae_cli.engine.distributed import pick_device
 from videomae_cli.engine.finetune import synthetic_validation
-from videomae_cli.engine.loop import autocast_for, pick_device
+from videomae_cli.engine.loop import autocast_for
 from videomae_cli.engine.predict import ViewPredictions, predict_views, run_in_chunks
 from videomae_cli.engine.progress import Reporter
 from videomae_cli.errors import ConfigError, DataError

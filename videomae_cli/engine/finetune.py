@@ -29,7 +29,7 @@ from videomae_cli.data.transforms import FinetuneTrainTransform
 from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource
 from videomae_cli.engine.checkpoint import model_metadata, save_weights
 from videomae_cli.engine.init import load_init, read_init_spec
-from videomae_cli.engine.loop import Run, find_resume_checkpoint, make_run, pick_device
+from videomae_cli.engine.loop import Run, find_resume_checkpoint, make_run, seed_rank_streams, start_processes
 from videomae_cli.engine.metrics import topk_accuracy
 from videomae_cli.engine.predict import predict_views
 from videomae_cli.engine.progress import Reporter
@@ -174,7 +174,10 @@ class FinetuneTask:
             self.ema.update(run.model, step=done)
 
     def after_epoch(self, run: Run, done: int, reporter: Reporter) -> dict[str, Any] | None:
-        """Single-view validation; a new best top-1 rewrites RUN/best.safetensors."""
+        """Single-view validation (rank 0; the others wait at their next gradient exchange); a new best top-1
+        rewrites RUN/best.safetensors."""
+        if not run.dist.is_main:
+            return None
         if self.ema is not None:
             self._save(run, EMA_FILE, self.ema.module, done)
         if self.val is None:
@@ -250,8 +253,7 @@ def resolve_finetune_spec(
 
 def setup(spec: FinetuneSpec, reporter: Reporter, argv: list[str] | None = None) -> Run:
     """Resolve the device, data, classifier (initialised from spec.init), optimizer and resume point of `spec`."""
-    device = pick_device(spec.run.device)
-    torch.manual_seed(spec.run.seed)
+    dist_env, device = start_processes(spec)
     data = labelled_data(spec.data, spec.augment, spec.run.seed)
     model = VideoClassifier(
         spec.model, grid_of(spec), len(data.classes), spec.model.head_init_scale, pool=spec.model.pool
@@ -261,6 +263,7 @@ def setup(spec: FinetuneSpec, reporter: Reporter, argv: list[str] | None = None)
     else:
         init_report = load_init(model, spec, reporter)
     model.to(device)
+    seed_rank_streams(spec, dist_env)
     val = VideoViews(data.val, ViewPlan.for_data(spec.data)) if data.val is not None else None
     if val is None:
         reporter.notice("note: no validation set (data.val_source, or val.csv beside the training manifest)")
@@ -268,7 +271,15 @@ def setup(spec: FinetuneSpec, reporter: Reporter, argv: list[str] | None = None)
     task.attach(model)
     dataset = SampledClips(data.train, None, spec.run.seed, spec.data.num_sample)
     run = make_run(
-        spec, task, model, dataset, device, default_epochs=DEFAULT_FINETUNE_EPOCHS, argv=argv, backend=data.backend
+        spec,
+        task,
+        model,
+        dataset,
+        device,
+        default_epochs=DEFAULT_FINETUNE_EPOCHS,
+        argv=argv,
+        backend=data.backend,
+        dist_env=dist_env,
     )
     run.meta["init"] = init_report
     return run

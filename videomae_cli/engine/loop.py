@@ -1,15 +1,20 @@
 """The training loop shared by pretraining and fine-tuning: `make_run()` resolves what every run needs, `train()`
 runs it. What differs between the two lives in a `Task` (the loss, per-step and per-epoch hooks, extra state).
 
-Single process for now, structured for a later DDP wrapper: the global batch, the sample stream and the schedule are
-derived from the spec alone, and only the reporter/metrics/checkpoint calls touch the outside world.
+One process or many (DDP under torchrun or srun): the global batch (per-device batch × world × accumulation), the
+sample stream and the schedule are derived from the spec alone, each rank trains on its turns of the one global
+stream, and rank 0 alone logs and writes. SIGTERM or SIGUSR1 (cluster preemption) finishes the current step, writes a
+checkpoint and exits with code 75, for `--resume auto` to continue exactly.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 import platform
+import random
+import signal
 import subprocess
 import sys
 import time
@@ -17,12 +22,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from videomae_cli import __version__
 from videomae_cli.data.loader import BadClip, ClipBatch, ClipNormalizer, SampledClips, train_loader
+from videomae_cli.engine import distributed
 from videomae_cli.engine.checkpoint import (
     MODEL_FILE,
     list_checkpoints,
@@ -32,22 +40,33 @@ from videomae_cli.engine.checkpoint import (
     read_spec_json,
     save_checkpoint,
 )
+from videomae_cli.engine.distributed import DistEnv
 from videomae_cli.engine.optim import Schedule, make_optimizer, make_schedule
 from videomae_cli.engine.progress import MetricsLog, Reporter, format_duration
-from videomae_cli.errors import ConfigError, DataError, NonFiniteLossError
+from videomae_cli.errors import ConfigError, DataError, NonFiniteLossError, Preempted
+from videomae_cli.models.vit import Blocks, set_activation_checkpointing
 from videomae_cli.specs import FinetuneSpec, PretrainSpec, spec_to_yaml
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 TrainSpec = PretrainSpec | FinetuneSpec
 
 
-def pick_device(choice: str) -> torch.device:
-    """auto → cuda when available, else cpu; cuda without a GPU is a config error."""
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("run.device: cuda requested but no CUDA device is available (set by --device)")
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(choice)
+def start_processes(spec: TrainSpec) -> tuple[DistEnv, torch.device]:
+    """This process's rank (from the launcher's environment) and device; joins the process group when distributed.
+    Seeds torch with the run seed, identically on every rank (the same initial weights)."""
+    dist_env = distributed.detect()
+    device = distributed.start(dist_env, spec.run.device)
+    if spec.run.out is not None:  # rank 0's: default run names carry a timestamp, which ranks may not agree on
+        spec.run.out = Path(distributed.broadcast(str(spec.run.out)))
+    torch.manual_seed(spec.run.seed)
+    return dist_env, device
+
+
+def seed_rank_streams(spec: TrainSpec, dist_env: DistEnv) -> None:
+    """After the model is built: ranks above 0 get their own torch stream (DropPath must differ across ranks); rank 0
+    keeps the single-process stream, so one process and rank 0 draw alike."""
+    if dist_env.rank:
+        torch.manual_seed(spec.run.seed + 1_000_003 * dist_env.rank)
 
 
 def autocast_for(device: torch.device, precision: str) -> torch.autocast:
@@ -104,6 +123,8 @@ class Run:
     start_step: int = 0
     resumed_from: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    dist: DistEnv = field(default_factory=DistEnv)
+    train_model: nn.Module | None = None  # what the step runs: the DDP wrapper of `model`, or `model` itself
 
     @property
     def total_steps(self) -> int:
@@ -133,14 +154,17 @@ def make_run(
     default_epochs: float | None = None,
     argv: list[str] | None = None,
     backend: str = "synthetic",
+    dist_env: DistEnv | None = None,
 ) -> Run:
     """Size the run (global batch, steps, schedule), build its optimizer, and restore its checkpoint if resuming.
     The length is run.steps, else run.epochs, else `default_epochs`, else `default_steps`."""
+    dist_env = dist_env or DistEnv()
     if spec.run.out is None:
         raise ConfigError("run.out: an output directory is required")
     out = Path(spec.run.out)
     resume_dir = find_resume_checkpoint(spec, out)
-    global_batch = spec.optim.batch_size * spec.optim.accum_steps  # clips per optimizer step
+    # Clips per optimizer step, over all ranks.
+    global_batch = spec.optim.batch_size * dist_env.world_size * spec.optim.accum_steps
     videos_per_step = global_batch // spec.data.num_sample
     if len(dataset) < videos_per_step:
         raise DataError(f"the dataset has {len(dataset)} videos, fewer than one step's {videos_per_step}")
@@ -149,6 +173,7 @@ def make_run(
     total = spec.run.steps or (math.ceil(epochs * steps_per_epoch) if epochs else default_steps)
     if not total:
         raise ConfigError("run.steps: give --steps or --epochs")
+    train_model = parallelize(model, spec, dist_env, device)  # before the optimizer: FSDP replaces the parameters
     run = Run(
         spec=spec,
         task=task,
@@ -161,10 +186,36 @@ def make_run(
         dataset=dataset,
         global_batch=global_batch,
         meta=run_metadata(argv, backend),
+        dist=dist_env,
+        train_model=train_model,
     )
     if resume_dir is not None:
         restore(run, resume_dir)
     return run
+
+
+def parallelize(model: nn.Module, spec: TrainSpec, dist_env: DistEnv, device: torch.device) -> nn.Module:
+    """What the training step runs: the model itself (one process), a DDP wrapper (gradients averaged in the
+    backward pass), or the model sharded in place by FSDP2, block by block, then the rest."""
+    set_activation_checkpointing(model, spec.run.activation_checkpointing)
+    if not dist_env.is_distributed:
+        return model
+    if spec.run.strategy == "fsdp":
+        from torch.distributed.fsdp import fully_shard
+
+        for stack in (m for m in model.modules() if isinstance(m, Blocks)):
+            for block in stack:
+                fully_shard(block)
+        fully_shard(model)
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    # Our buffers are fixed tables, identical on every rank: never re-broadcast them (the flag's name varies).
+    quiet = (
+        "forward_sync_buffers"
+        if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+        else "broadcast_buffers"
+    )
+    return DistributedDataParallel(model, device_ids=ids, **{quiet: False})
 
 
 def find_resume_checkpoint(spec: TrainSpec, out: Path) -> Path | None:
@@ -192,13 +243,10 @@ def restore(run: Run, checkpoint_dir: Path) -> None:
     """Load weights and optimizer/scaler/RNG/task state from a checkpoint, after checking it is the same model."""
     _, saved = read_spec_json(checkpoint_dir / MODEL_FILE)
     check_same_model(saved, run.spec)
-    run.model.load_state_dict(load_file(str(checkpoint_dir / MODEL_FILE), device=str(run.device)))
     state = load_train_state(checkpoint_dir)
-    run.optimizer.load_state_dict(state["optimizer"])
+    load_states(run, load_file(str(checkpoint_dir / MODEL_FILE), device=str(run.device)), state["optimizer"])
     run.scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["rng"]["torch"])
-    if torch.cuda.is_available() and state["rng"].get("cuda"):
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    set_rng_state(state["rng"], run.dist)
     run.task.load_state_dict(state.get("task", {}))
     run.start_step, run.resumed_from = int(state["step"]), checkpoint_dir
 
@@ -242,21 +290,53 @@ def git_sha() -> str | None:
 
 
 def train(run: Run, reporter: Reporter) -> float | None:
-    """Run the loop from run.start_step to the last step; returns the last logged loss (None if nothing ran)."""
+    """Run the loop from run.start_step to the last step; returns the last logged loss (None if nothing ran).
+
+    Raises Preempted (exit 75) after writing a checkpoint when SIGTERM or SIGUSR1 arrives.
+    """
     spec, out = run.spec, run.out
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "spec.yaml").write_text(spec_to_yaml(spec, run.meta))
     metrics = MetricsLog(out / "metrics.jsonl")
-    metrics.truncate_after(run.start_step)
+    if run.dist.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "spec.yaml").write_text(spec_to_yaml(spec, run.meta))
+        metrics.truncate_after(run.start_step)
     reporter.start(run.total_steps, run.start_step, describe_run(run))
     if run.start_step >= run.total_steps:
         reporter.notice(f"{out} is already complete at step {run.start_step}")
         reporter.close()
         return None
     try:
-        return _loop(run, reporter, metrics)
+        with StopRequest() as stop:
+            return _loop(run, reporter, metrics, stop)
     finally:
         reporter.close()
+
+
+class StopRequest:
+    """SIGTERM / SIGUSR1 (what clusters send before preempting a job) set a flag that the loop reads after each step,
+    instead of killing the process mid-step."""
+
+    SIGNALS = ("SIGTERM", "SIGUSR1")
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopRequest:
+        for name in self.SIGNALS:
+            number = getattr(signal, name, None)
+            if number is None:  # SIGUSR1 does not exist on Windows
+                continue
+            with contextlib.suppress(ValueError):  # only the main thread may install handlers
+                self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def _handle(self, number: int, frame: Any) -> None:
+        self.received = signal.Signals(number).name
+
+    def __exit__(self, *exc: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
 
 def describe_run(run: Run) -> str:
@@ -271,8 +351,9 @@ def describe_run(run: Run) -> str:
     )
 
 
-def _loop(run: Run, reporter: Reporter, metrics: MetricsLog) -> float | None:
+def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) -> float | None:
     spec, model, opt, task = run.spec, run.model, run.optimizer, run.task
+    train_model = run.train_model or model
     autocast = autocast_for(run.device, spec.run.precision)
     loader = train_loader(
         run.dataset,
@@ -281,12 +362,16 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog) -> float | None:
         start_sample=run.start_step * run.videos_per_step,
         num_workers=spec.data.num_workers,
         pin_memory=run.device.type == "cuda",
+        rank=run.dist.rank,
+        world=run.dist.world_size,
     )
     batches, normalize = iter(loader), ClipNormalizer(run.device)
     model.train()
     loss_sum = torch.zeros((), device=run.device)
     nonfinite = torch.zeros((), dtype=torch.bool, device=run.device)
-    bad_clips = BadClipLog(run.out / BAD_VIDEOS, len(run.dataset), spec.data.max_bad_fraction, reporter)
+    bad_clips = BadClipLog(
+        run.out / BAD_VIDEOS, len(run.dataset), spec.data.max_bad_fraction, reporter, main=run.dist.is_main
+    )
     window_start, window_steps, last_loss, started = time.perf_counter(), 0, None, time.perf_counter()
     for step in range(run.start_step, run.total_steps):
         lr = run.schedule.lr(step)
@@ -296,9 +381,10 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog) -> float | None:
             batch = next(batches)
             bad_clips.record(batch.failures, batch.valid)
             video = normalize(batch.clips)
-            with autocast:
-                loss = task.loss(model, batch, video, step, micro)
-            run.scaler.scale(loss / spec.optim.accum_steps).backward()
+            with _gradient_sync(train_model, micro + 1 == spec.optim.accum_steps):
+                with autocast:
+                    loss = task.loss(train_model, batch, video, step, micro)
+                run.scaler.scale(loss / spec.optim.accum_steps).backward()
             loss = loss.detach()
             loss_sum += loss
             nonfinite |= ~torch.isfinite(loss)
@@ -313,6 +399,8 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog) -> float | None:
         reporter.step(done)
         is_last = done == run.total_steps
         if done % spec.run.log_every == 0 or is_last:
+            bad_clips.share()
+            loss_sum = distributed.mean(loss_sum)
             mean_loss = (loss_sum / (window_steps * spec.optim.accum_steps)).item()  # the one host sync per window
             elapsed = time.perf_counter() - window_start
             record = {
@@ -325,7 +413,8 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog) -> float | None:
                 "bad_videos": len(bad_clips.seen),
             }
             ensure_finite(nonfinite, run, done)
-            metrics.write(record)
+            if run.dist.is_main:
+                metrics.write(record)
             reporter.log(done, record)
             loss_sum.zero_()
             window_start, window_steps, last_loss = time.perf_counter(), 0, mean_loss
@@ -333,18 +422,38 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog) -> float | None:
             ensure_finite(nonfinite, run, done)
             paused = time.perf_counter()
             extra = task.after_epoch(run, done, reporter)
-            if extra:
+            if extra and run.dist.is_main:
                 metrics.write({"step": done, "epoch": run.epoch_at(done), **extra})
                 reporter.log(done, extra)
             window_start += time.perf_counter() - paused  # validation time is not training throughput
-        if (spec.run.save_every and done % spec.run.save_every == 0) or is_last:
+        stopping = stop_requested(stop, run)
+        if (spec.run.save_every and done % spec.run.save_every == 0) or is_last or stopping:
             ensure_finite(nonfinite, run, done)
             save_run_checkpoint(run, done)
+        if stopping and not is_last:
+            raise Preempted(
+                f"{stop.received or 'a stop signal on another rank'} at step {done}: checkpoint written to "
+                f"{run.out}; continue with --resume auto"
+            )
     reporter.notice(
         f"done: {run.total_steps} steps in {format_duration(time.perf_counter() - started)}; "
         f"weights in {run.out / MODEL_FILE}"
     )
     return last_loss
+
+
+def _gradient_sync(train_model: nn.Module, sync: bool) -> contextlib.AbstractContextManager[None]:
+    """DDP averages gradients only on the last micro-batch of an accumulated step."""
+    if sync or not isinstance(train_model, DistributedDataParallel):
+        return contextlib.nullcontext()
+    return train_model.no_sync()
+
+
+def stop_requested(stop: StopRequest, run: Run) -> bool:
+    """Whether any rank received a stop signal (every rank must stop at the same step)."""
+    if not run.dist.is_distributed:
+        return stop.received is not None
+    return bool(distributed.any_rank(torch.tensor(stop.received is not None, device=run.device)))
 
 
 BAD_VIDEOS = "bad_videos.txt"
@@ -354,9 +463,11 @@ class BadClipLog:
     """Every video that failed to decode: a warning, a line in RUN/bad_videos.txt (path, tab, reason), and a count in
     metrics.jsonl. Past `max_fraction` of the dataset the run stops with exit 3 naming the files."""
 
-    def __init__(self, path: Path, dataset_size: int, max_fraction: float, reporter: Reporter) -> None:
+    def __init__(self, path: Path, dataset_size: int, max_fraction: float, reporter: Reporter, main: bool = True):
         self.path, self.dataset_size, self.max_fraction, self.reporter = path, dataset_size, max_fraction, reporter
+        self.main = main  # only rank 0 writes the file
         self.seen: dict[str, str] = {}
+        self.unshared: list[BadClip] = []  # found on this rank since the last share()
         if path.exists():  # a resumed run keeps counting the videos it already found bad
             for line in path.read_text().splitlines():
                 video, _, reason = line.partition("\t")
@@ -364,13 +475,27 @@ class BadClipLog:
 
     def record(self, failures: list[BadClip], batch_valid: bool) -> None:
         """Log new failures; raise DataError past the allowed fraction or when no replacement clip decoded."""
+        self.unshared += failures
+        self._add(failures)
+        self._check(batch_valid)
+
+    def share(self) -> None:
+        """Tell every rank what the others found (at log steps), so all count the same and stop together."""
+        found, self.unshared = distributed.gather(self.unshared), []
+        self._add([bad for rank_found in found for bad in rank_found])
+        self._check(True)
+
+    def _add(self, failures: list[BadClip]) -> None:
         for bad in failures:
             if bad.path in self.seen:
                 continue
             self.seen[bad.path] = bad.reason
-            with open(self.path, "a") as f:
-                f.write(f"{bad.path}\t{bad.reason}\n")
+            if self.main:
+                with open(self.path, "a") as f:
+                    f.write(f"{bad.path}\t{bad.reason}\n")
             self.reporter.notice(f"warning: skipped a video that failed to decode: {bad.reason}")
+
+    def _check(self, batch_valid: bool) -> None:
         too_many = len(self.seen) > self.max_fraction * self.dataset_size
         if too_many or not batch_valid:
             names = ", ".join(list(self.seen)[:3]) + (", ..." if len(self.seen) > 3 else "")
@@ -384,26 +509,90 @@ class BadClipLog:
 
 
 def ensure_finite(nonfinite: torch.Tensor, run: Run, step: int) -> None:
-    """Stop with exit 4 when any loss so far was NaN/inf; nothing after the last good checkpoint is saved."""
-    if bool(nonfinite):
+    """Stop with exit 4 when any loss so far was NaN/inf (on any rank); nothing after the last good checkpoint is
+    saved."""
+    if bool(distributed.any_rank(nonfinite.clone())):
         found = list_checkpoints(run.out)
         kept = f"the last good checkpoint is {found[-1][1]}" if found else "no checkpoint was written yet"
         raise NonFiniteLossError(f"loss became non-finite by step {step}; stopped, {kept}")
 
 
 def save_run_checkpoint(run: Run, step: int) -> None:
-    """Write a checkpoint of the current state, refresh RUN/model.safetensors, and keep only the newest ones."""
-    state = {
-        "step": step,
-        "epoch": run.epoch_at(step),
-        "optimizer": run.optimizer.state_dict(),
-        "scaler": run.scaler.state_dict(),
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
-        "task": run.task.state_dict(),
+    """Write a checkpoint of the current state (rank 0, after every rank finished the step), refresh
+    RUN/model.safetensors, and keep only the newest ones. Every rank's RNG state is saved, for an exact resume."""
+    rng = distributed.gather(rng_state())  # collectives: every rank takes part
+    weights, optimizer = full_states(run)
+    distributed.barrier()
+    if run.dist.is_main:
+        state = {
+            "step": step,
+            "epoch": run.epoch_at(step),
+            "optimizer": optimizer,
+            "scaler": run.scaler.state_dict(),
+            "rng": rng,  # one entry per rank
+            "world_size": run.dist.world_size,
+            "task": run.task.state_dict(),
+        }
+        meta = model_metadata(run.task.kind, run.spec.model_dump_json(), step=step, **run.task.metadata())
+        save_checkpoint(run.out, step, weights, meta, state)
+        prune_checkpoints(run.out, run.spec.run.keep_last)
+    distributed.barrier()  # nobody runs ahead (or exits on preemption) before the checkpoint is complete
+
+
+def _is_sharded(run: Run) -> bool:
+    return run.dist.is_distributed and run.spec.run.strategy == "fsdp"
+
+
+def full_states(run: Run) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The whole model's and optimizer's state dicts (gathered from the shards under FSDP: a collective; they land
+    on rank 0, in CPU memory)."""
+    if not _is_sharded(run):
+        return run.model.state_dict(), run.optimizer.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict, get_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    model_state = get_model_state_dict(run.model, options=options)
+    return model_state, get_optimizer_state_dict(run.model, run.optimizer, options=options)
+
+
+def load_states(run: Run, weights: dict[str, torch.Tensor], optimizer: dict[str, Any]) -> None:
+    """Load whole (unsharded) model and optimizer state dicts, sharding them under FSDP."""
+    if not _is_sharded(run):
+        run.model.load_state_dict(weights)
+        run.optimizer.load_state_dict(optimizer)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+
+    options = StateDictOptions(full_state_dict=True)
+    set_model_state_dict(run.model, weights, options=options)
+    set_optimizer_state_dict(run.model, run.optimizer, optimizer, options=options)
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's RNG streams: torch (CPU, CUDA), numpy's and python's global generators."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],  # tensors: weights_only
+        "python": random.getstate(),
     }
-    meta = model_metadata(run.task.kind, run.spec.model_dump_json(), step=step, **run.task.metadata())
-    save_checkpoint(run.out, step, run.model.state_dict(), meta, state)
-    prune_checkpoints(run.out, run.spec.run.keep_last)
+
+
+def set_rng_state(saved: list[dict[str, Any]] | dict[str, Any], dist_env: DistEnv) -> None:
+    """Restore this rank's RNG streams (from a checkpoint of the same world size; otherwise rank r takes entry r mod
+    the saved count, and the resume is exact only for the data, which depends on no global RNG)."""
+    state = saved[dist_env.rank % len(saved)] if isinstance(saved, list) else saved
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available() and state.get("cuda"):
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        kind, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    if "python" in state:
+        random.setstate(_as_tuples(state["python"]))
+
+
+def _as_tuples(value: Any) -> Any:
+    """random.setstate needs the nested tuples it produced (a checkpoint may hand back lists)."""
+    return tuple(_as_tuples(v) for v in value) if isinstance(value, list | tuple) else value

@@ -11,7 +11,7 @@ from torch import nn
 from videomae_cli.data.loader import ClipBatch, ClipSource, SampledClips, SyntheticSource
 from videomae_cli.data.manifest import read_manifest, resolve_manifest
 from videomae_cli.data.synthetic import SyntheticVideos
-from videomae_cli.engine.loop import Run, make_run, pick_device
+from videomae_cli.engine.loop import Run, make_run, seed_rank_streams, start_processes
 from videomae_cli.engine.progress import Reporter
 from videomae_cli.masking import MaskGenerator
 from videomae_cli.models.pretrain import PretrainVideoMAE
@@ -52,9 +52,9 @@ class PretrainTask:
 
 def setup(spec: PretrainSpec, argv: list[str] | None = None) -> Run:
     """Resolve the device, model, optimizer, data and resume point of `spec` (whose run.out must be set)."""
-    device = pick_device(spec.run.device)
-    torch.manual_seed(spec.run.seed)
+    dist_env, device = start_processes(spec)
     model = PretrainVideoMAE(spec.model, grid_of(spec)).to(device)
+    seed_rank_streams(spec, dist_env)
     masks = MaskGenerator(spec.mask, grid_of(spec), spec.run.seed)
     clips = build_clips(spec)
     dataset = SampledClips(clips, masks, spec.run.seed, spec.data.num_sample)
@@ -68,6 +68,7 @@ def setup(spec: PretrainSpec, argv: list[str] | None = None) -> Run:
         default_steps=DEFAULT_PRETRAIN_STEPS,
         argv=argv,
         backend=backend,
+        dist_env=dist_env,
     )
 
 

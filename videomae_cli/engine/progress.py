@@ -158,8 +158,17 @@ class SilentReporter:
         pass
 
 
-def make_reporter(mode: str, label: str = "train") -> Reporter:
-    """auto → a rich bar (named `label`) on a terminal, plain lines otherwise."""
+class OtherRankReporter(SilentReporter):
+    """Ranks above 0 of a distributed run: rank 0 reports for everyone (failures still raise on their own rank)."""
+
+    def notice(self, text: str) -> None:
+        pass
+
+
+def make_reporter(mode: str, label: str = "train", rank: int = 0) -> Reporter:
+    """auto → a rich bar (named `label`) on a terminal, plain lines otherwise; nothing on ranks above 0."""
+    if rank:
+        return OtherRankReporter()
     if mode == "auto":
         mode = "rich" if sys.stdout.isatty() else "plain"
     if mode == "rich":

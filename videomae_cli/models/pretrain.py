@@ -14,6 +14,7 @@ from torch import nn
 
 from videomae_cli.models.vit import (
     Block,
+    Blocks,
     Encoder,
     Positions,
     TokenGrid,
@@ -108,14 +109,13 @@ class Decoder(nn.Module):
 
     def __init__(self, dim: int, depth: int, heads: int, mlp_dim: int, out_dim: int, eps: float) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_dim, eps) for _ in range(depth))
+        self.blocks = Blocks(Block(dim, heads, mlp_dim, eps) for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=eps)
         self.head = nn.Linear(dim, out_dim)
 
     def forward(self, x: torch.Tensor, num_predicted: int) -> torch.Tensor:
         """x [B, L, Cd] with the tokens to reconstruct last → [B, num_predicted, out_dim]."""
-        for block in self.blocks:
-            x = block(x)
+        x = self.blocks(x)
         return self.head(self.norm(x[:, -num_predicted:]))
 
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from timm.layers import DropPath
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 if TYPE_CHECKING:
     from videomae_cli.specs import ModelSpec
@@ -144,6 +145,28 @@ class Block(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
+class Blocks(nn.ModuleList):
+    """A stack of blocks, optionally with activation checkpointing: in training, each block's activations are
+    recomputed in the backward pass instead of stored (memory for compute, for large models)."""
+
+    checkpointing = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self:
+            if self.checkpointing and self.training and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)  # replays DropPath's RNG exactly
+            else:
+                x = block(x)
+        return x
+
+
+def set_activation_checkpointing(model: nn.Module, enabled: bool) -> None:
+    """Turn activation checkpointing on or off for every block stack of `model`."""
+    for module in model.modules():
+        if isinstance(module, Blocks):
+            module.checkpointing = enabled
+
+
 class Positions(nn.Module):
     """Position embeddings for a token grid, looked up by token index.
 
@@ -201,7 +224,7 @@ class Encoder(nn.Module):
         self.pos_embed = Positions(pos_embed, grid, dim, cls_token)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if cls_token else None
         rates = [drop_path * i / max(depth - 1, 1) for i in range(depth)]  # grows linearly with depth, as official
-        self.blocks = nn.ModuleList(Block(dim, heads, mlp_dim, eps, rate) for rate in rates)
+        self.blocks = Blocks(Block(dim, heads, mlp_dim, eps, rate) for rate in rates)
         self.norm = nn.LayerNorm(dim, eps=eps) if final_norm else None
 
     def embed(self, patches: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -217,9 +240,7 @@ class Encoder(nn.Module):
 
     def forward(self, patches: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Encode the tokens `idx` [B, K] whose pixels are `patches` [B, K, P] → [B, (1+)K, C]."""
-        x = self.embed(patches, idx)
-        for block in self.blocks:
-            x = block(x)
+        x = self.blocks(self.embed(patches, idx))
         return x if self.norm is None else self.norm(x)
 
     def encode_all(self, video: torch.Tensor) -> torch.Tensor:

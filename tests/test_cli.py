@@ -19,7 +19,8 @@ import videomae_cli
 def test_help_lists_the_working_subcommands() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("pretrain", "prepare-data", "finetune", "evaluate", "visualize-mask", "export", "convert"):
+    commands = ("pretrain", "prepare-data", "finetune", "evaluate", "visualize-mask", "export", "convert", "predict")
+    for command in (*commands, "doctor"):
         assert re.search(rf"^\s+{command}\s", result.stdout, flags=re.M), command
 
 
@@ -42,6 +43,9 @@ EVALUATE_FLAGS = (
 )  # fmt: skip
 CONVERT_FLAGS = ("--out", "--set", "--overwrite")
 EXPORT_FLAGS = ("--format", "--out", "--overwrite")
+PREDICT_FLAGS = (
+    "--top-k", "--views", "--json", "--batch-size", "--precision", "--device", "--num-workers", "--progress",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -53,6 +57,7 @@ EXPORT_FLAGS = ("--format", "--out", "--overwrite")
         ("evaluate", EVALUATE_FLAGS),
         ("convert", CONVERT_FLAGS),
         ("export", EXPORT_FLAGS),
+        ("predict", PREDICT_FLAGS),
     ],
 )
 def test_every_option_is_documented(command: str, flags: tuple[str, ...]) -> None:

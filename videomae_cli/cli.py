@@ -458,6 +458,84 @@ def export(
             typer.echo(f"  - {note}")
 
 
+@app.command()
+def predict(
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            metavar="CKPT",
+            help="A classifier checkpoint (.safetensors, checkpoint dir or run dir).",
+            show_default=False,
+        ),
+    ],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(metavar="INPUT...", help="Video files, folders of videos, or manifests.", show_default=False),
+    ],
+    top_k: Annotated[
+        int | None, typer.Option("--top-k", metavar="K", help="Classes shown per video. [default: 5]")
+    ] = None,
+    views: Annotated[
+        str | None,
+        typer.Option(
+            "--views",
+            metavar="CLIPSxCROPS",
+            help="Views per video, merged by mean softmax. [default: 5x3 dense sampling, 2x3 segment]",
+        ),
+    ] = None,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", metavar="FILE", help="Also write JSON lines: one object per video.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", metavar="N", help="Videos per batch (all their views). [default: 4]")
+    ] = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    num_workers: WorkersOpt = None,
+    progress: ProgressOpt = None,
+) -> None:
+    """Classify videos with a fine-tuned checkpoint: top-k classes per video. Unreadable inputs are reported and
+    skipped (exit 0 when some video was classified, 3 when none was)."""
+    from rich.table import Table
+
+    from videomae_cli.engine.predict import predict as run_prediction
+    from videomae_cli.engine.progress import make_reporter
+    from videomae_cli.errors import DataError
+    from videomae_cli.specs import PredictSpec, resolve_spec
+
+    flags = {
+        "checkpoint": ("CKPT", checkpoint),
+        "inputs": ("INPUT", inputs),
+        "top_k": ("--top-k", top_k),
+        "views": ("--views", views),
+        "json_path": ("--json", json_path),
+        "batch_size": ("--batch-size", batch_size),
+        "precision": ("--precision", precision),
+        "device": ("--device", device),
+        "num_workers": ("--num-workers", num_workers),
+        "progress": ("--progress", progress),
+    }
+    with user_errors():
+        spec = resolve_spec(PredictSpec, flags=flags)
+        reporter = make_reporter(spec.progress, label="predict")
+        try:
+            found, failures = run_prediction(spec, reporter)
+        finally:
+            reporter.close()
+        for bad in failures:
+            stderr.print(f"error: {bad.reason}", markup=False)
+        if not found:
+            raise DataError(f"none of the {len(failures)} inputs could be read")
+        table = Table(title=f"predictions of {spec.checkpoint}", title_justify="left")
+        table.add_column("video")
+        table.add_column("top classes (probability)")
+        for p in found:
+            table.add_row(p.video, ", ".join(f"{name} {prob:.1%}" for _, name, prob in p.top))
+        Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(table)
+        if spec.json_path is not None:
+            typer.echo(f"wrote {spec.json_path}")
+
+
 @app.command("prepare-data")
 def prepare_data(
     src: Annotated[
@@ -574,6 +652,20 @@ def prepare_data(
                 f"warning: left out {len(result.problems)} of {listed} videos with problems (see {report})",
                 markup=False,
             )
+
+
+@app.command()
+def doctor() -> None:
+    """Check the environment: Python, torch (CUDA, cuDNN, NCCL, gloo, devices, bf16), the required and optional
+    packages, and each video decoder with a decode self-test (a tiny clip in a temporary directory, removed). Writes
+    nothing. Exit code 0 when every required piece works (warnings allowed), 1 otherwise."""
+    from videomae_cli.doctor import exit_code, render, run_checks, summary_line
+
+    with user_errors():
+        checks = run_checks()
+        Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(render(checks))
+        typer.echo(summary_line(checks))
+    raise typer.Exit(exit_code(checks))
 
 
 @app.command("visualize-mask")

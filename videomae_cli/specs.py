@@ -277,6 +277,12 @@ def check_geometry(model: ModelSpec, data: DataSpec, optim: OptimSpec) -> None:
 VIEWS_PATTERN = re.compile(r"^([1-9]\d*)x([13])$")
 
 
+def check_views(views: str | None) -> None:
+    """CLIPSxCROPS with 1 or 3 crops (None: the checkpoint's default)."""
+    if views is not None and not VIEWS_PATTERN.match(views):
+        raise ValueError(f"views: expected CLIPSxCROPS with 1 or 3 crops, e.g. 5x3 or 2x1, got {views!r}")
+
+
 class EvaluateSpec(Strict):
     """What `videomae evaluate` measures and where it writes. Defaults for data and views come from the checkpoint."""
 
@@ -294,9 +300,34 @@ class EvaluateSpec(Strict):
 
     @model_validator(mode="after")
     def _check_views(self) -> EvaluateSpec:
-        if self.views is not None and not VIEWS_PATTERN.match(self.views):
-            raise ValueError(f"views: expected CLIPSxCROPS with 1 or 3 crops, e.g. 5x3 or 2x1, got {self.views!r}")
+        check_views(self.views)
         return self
+
+
+class PredictSpec(Strict):
+    """What `videomae predict` runs: a classifier checkpoint on the given videos, multi-view as evaluate."""
+
+    checkpoint: Path
+    inputs: list[Path] = Field(min_length=1)
+    top_k: PositiveInt = 5
+    views: str | None = None  # as EvaluateSpec.views
+    json_path: Path | None = None  # JSON lines: one object per video
+    batch_size: PositiveInt = 4
+    chunk_views: PositiveInt = 16
+    num_workers: NonNegativeInt = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    progress: Literal["auto", "rich", "plain", "off"] = "auto"
+
+    @model_validator(mode="after")
+    def _check_views(self) -> PredictSpec:
+        check_views(self.views)
+        return self
+
+
+def default_views(data: DataSpec) -> str:
+    """The official test views: 5 clips × 3 crops for dense (Kinetics) sampling, 2 × 3 for segment (SSv2)."""
+    return "2x3" if data.sampling == "segment" else "5x3"
 
 
 def parse_views(text: str) -> tuple[int, int]:

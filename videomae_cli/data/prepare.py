@@ -631,16 +631,16 @@ def detect_format(src: Path) -> str:
     return "folders"
 
 
-def _is_video(name: str) -> bool:
+def is_video(name: str) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
 
 
-def _walk_videos(root: Path, skip: Path | None = None) -> list[Path]:
+def walk_videos(root: Path, skip: Path | None = None) -> list[Path]:
     """Video files under root (by extension), sorted, skipping hidden entries and `skip` (the output folder)."""
     found = []
     for folder, dirs, files in os.walk(root, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".") and Path(folder, d) != skip)
-        found.extend(Path(folder, name) for name in files if _is_video(name))
+        found.extend(Path(folder, name) for name in files if is_video(name))
     return sorted(found)
 
 
@@ -648,7 +648,7 @@ def _read_folders(src: Path, out: Path) -> Source:
     """SRC/<class>/<video> (labels by sorted class name), or a flat folder of videos (unlabelled)."""
     if not src.is_dir():
         raise ConfigError(f"SRC: {src} is a file; --format folders needs a folder of videos")
-    videos = _walk_videos(src, skip=out)
+    videos = walk_videos(src, skip=out)
     nested = [path for path in videos if len(path.relative_to(src).parts) > 1]
     if not nested:
         items = [SourceItem(path, 0, None, path.relative_to(src)) for path in videos]
@@ -732,7 +732,7 @@ def _kinetics_csvs(folder: Path) -> list[Path]:
 def _index_videos(root: Path) -> dict[str, Path]:
     """Video files under root by file stem (the first in sorted order wins), for name-pattern lookups."""
     index: dict[str, Path] = {}
-    for path in _walk_videos(root):
+    for path in walk_videos(root):
         index.setdefault(path.stem, path)
     return index
 

@@ -30,10 +30,10 @@ from videomae_cli.engine.distributed import pick_device
 from videomae_cli.engine.finetune import synthetic_validation
 from videomae_cli.engine.loop import autocast_for
 from videomae_cli.engine.predict import ViewPredictions, predict_views, run_in_chunks
-from videomae_cli.engine.progress import Reporter
+from videomae_cli.engine.progress import Reporter, step_counter
 from videomae_cli.errors import ConfigError, DataError
 from videomae_cli.masking import MaskGenerator, collate_masks
-from videomae_cli.specs import DataSpec, EvaluateSpec, parse_views
+from videomae_cli.specs import DataSpec, EvaluateSpec, default_views, parse_views
 
 REPORT_NAME = "report.json"
 
@@ -118,16 +118,11 @@ def evaluate_classifier(
 ) -> Evaluation:
     """Multi-view top-1/top-5/per-class accuracy, the confusion matrix and per-video predictions."""
     trained = model.spec
-    clips, crops = parse_views(spec.views or ("2x3" if trained.data.sampling == "segment" else "5x3"))
+    clips, crops = parse_views(spec.views or default_views(trained.data))
     source, name = query_source(spec, trained.data, trained.run.seed)
     views = VideoViews(source, ViewPlan.for_data(trained.data, clips, crops))
     reporter.start(len(views), 0, f"evaluate {spec.checkpoint} on {name} | {clips}x{crops} views | {device}")
-    done = [0]
-
-    def advance(count: int) -> None:
-        done[0] += count
-        reporter.step(done[0])
-
+    advance = step_counter(reporter)
     result = predict_views(
         model, views, spec.batch_size, spec.num_workers, device, spec.precision, spec.chunk_views, on_batch=advance
     )

@@ -7,6 +7,7 @@ videos share its batch: CPU kernels pick their blocking by shape, which changes 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -15,9 +16,14 @@ import torch
 from torch import nn
 
 from videomae_cli.data.loader import BadClip, ClipNormalizer
-from videomae_cli.data.views import VideoViews, view_loader
+from videomae_cli.data.views import VideoViews, ViewPlan, view_loader
+from videomae_cli.engine.checkpoint import atomic_write
+from videomae_cli.engine.distributed import pick_device
 from videomae_cli.engine.loop import autocast_for
 from videomae_cli.engine.metrics import average_view_probabilities
+from videomae_cli.engine.progress import Reporter, step_counter
+from videomae_cli.errors import ConfigError
+from videomae_cli.specs import PredictSpec, default_views, parse_views
 
 DEFAULT_CHUNK_VIEWS = 16
 
@@ -78,3 +84,66 @@ def predict_views(
     width = probs[0].shape[1] if probs else 0
     stacked = np.concatenate(probs) if probs else np.zeros((0, width))
     return ViewPredictions(stacked, np.asarray(labels, dtype=np.int64), indices, failures)
+
+
+@dataclass
+class Prediction:
+    """One video's top classes: (class index, name, averaged probability), best first."""
+
+    video: str
+    top: list[tuple[int, str, float]]
+
+    def as_json(self) -> dict[str, object]:
+        return {"video": self.video, "top": [{"index": i, "class": name, "prob": p} for i, name, p in self.top]}
+
+
+def top_classes(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[int, str, float]]:
+    """The k most probable classes of one probability row, best first (ties by index)."""
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(int(i), classes[int(i)], float(probs[i])) for i in order]
+
+
+def predictions(result: ViewPredictions, views: VideoViews, classes: list[str], k: int) -> list[Prediction]:
+    """Per-video top-k predictions, in input order."""
+    return [
+        Prediction(views.source.describe(index), top_classes(row, classes, k))
+        for index, row in zip(result.indices, result.probs, strict=True)
+    ]
+
+
+def predict(spec: PredictSpec, reporter: Reporter) -> tuple[list[Prediction], list[BadClip]]:
+    """Top-k classes of every input video under a classifier checkpoint (multi-view, as `evaluate`), and the inputs
+    that could not be read. Writes spec.json_path (JSON lines: predictions, then errors) when given."""
+    from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
+    from videomae_cli.engine.evaluate import load_checkpoint
+    from videomae_cli.engine.inputs import collect_inputs
+
+    model = load_checkpoint(spec.checkpoint)
+    if not hasattr(model, "classes"):
+        raise ConfigError(
+            f"checkpoint: {spec.checkpoint} is a pretrain checkpoint; predict needs a classifier "
+            "(videomae embed extracts features from pretrain checkpoints)"
+        )
+    inputs = collect_inputs(spec.inputs)
+    device = pick_device(spec.device)
+    trained = model.spec
+    clips, crops = parse_views(spec.views or default_views(trained.data))
+    views = VideoViews(
+        VideoClips(inputs.entries, trained.data, trained.run.seed), ViewPlan.for_data(trained.data, clips, crops)
+    )
+    reporter.start(
+        len(views), 0, f"predict with {spec.checkpoint} | {len(views)} videos | {clips}x{crops} views | {device}"
+    )
+    advance = step_counter(reporter)
+    model = model.to(device)
+    result = predict_views(
+        model, views, spec.batch_size, spec.num_workers, device, spec.precision, spec.chunk_views, on_batch=advance
+    )
+    found = predictions(result, views, model.classes, min(spec.top_k, len(model.classes)))
+    failures = inputs.missing + result.failures
+    if spec.json_path is not None:
+        lines = [json.dumps(p.as_json()) for p in found] + [
+            json.dumps({"video": b.path, "error": b.reason}) for b in failures
+        ]
+        atomic_write(spec.json_path, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines)))
+    return found, failures

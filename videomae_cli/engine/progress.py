@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -174,6 +175,17 @@ def make_reporter(mode: str, label: str = "train", rank: int = 0) -> Reporter:
     if mode == "rich":
         return RichReporter(label=label)
     return PlainReporter() if mode == "plain" else SilentReporter()
+
+
+def step_counter(reporter: Reporter) -> Callable[[int], None]:
+    """A callback that adds its argument to a running count and shows the count as the reporter's step."""
+    done = [0]
+
+    def advance(count: int) -> None:
+        done[0] += count
+        reporter.step(done[0])
+
+    return advance
 
 
 class MetricsLog:

@@ -19,7 +19,7 @@ import videomae_cli
 def test_help_lists_the_working_subcommands() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    commands = ("pretrain", "prepare-data", "finetune", "evaluate", "visualize-mask", "export", "convert", "predict")
+    commands = ("pretrain", "prepare-data", "finetune", "evaluate", "visualize-mask", "export", "convert", "predict", "embed")
     for command in (*commands, "doctor"):
         assert re.search(rf"^\s+{command}\s", result.stdout, flags=re.M), command
 
@@ -46,6 +46,10 @@ EXPORT_FLAGS = ("--format", "--out", "--overwrite")
 PREDICT_FLAGS = (
     "--top-k", "--views", "--json", "--batch-size", "--precision", "--device", "--num-workers", "--progress",
 )  # fmt: skip
+EMBED_FLAGS = (
+    "--out", "--pool", "--window-frames", "--window-stride", "--shard-size", "--batch-size", "--precision", "--device",
+    "--num-workers", "--overwrite", "--progress",
+)  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -58,6 +62,7 @@ PREDICT_FLAGS = (
         ("convert", CONVERT_FLAGS),
         ("export", EXPORT_FLAGS),
         ("predict", PREDICT_FLAGS),
+        ("embed", EMBED_FLAGS),
     ],
 )
 def test_every_option_is_documented(command: str, flags: tuple[str, ...]) -> None:

@@ -536,6 +536,110 @@ def predict(
             typer.echo(f"wrote {spec.json_path}")
 
 
+@app.command()
+def embed(
+    checkpoint: Annotated[
+        Path,
+        typer.Argument(
+            metavar="CKPT",
+            help="A pretrain or classifier checkpoint (.safetensors, checkpoint dir or run dir).",
+            show_default=False,
+        ),
+    ],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(metavar="INPUT...", help="Video files, folders of videos, or manifests.", show_default=False),
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            help="FILE.safetensors (features + index) or FILE.npy (index in FILE.index.jsonl). Required.",
+        ),
+    ] = None,
+    pool: Annotated[
+        str | None,
+        typer.Option(
+            "--pool", metavar="P", help="mean (one vector per clip) or tokens (every patch token). [default: mean]"
+        ),
+    ] = None,
+    window_frames: Annotated[
+        int | None,
+        typer.Option(
+            "--window-frames",
+            metavar="N",
+            help="Sliding windows of N frames over each video, one feature row each. [default: one centred clip]",
+        ),
+    ] = None,
+    window_stride: Annotated[
+        int | None,
+        typer.Option("--window-stride", metavar="S", help="Frames between window starts. [default: --window-frames]"),
+    ] = None,
+    shard_size: Annotated[
+        int | None,
+        typer.Option(
+            "--shard-size",
+            metavar="N",
+            help="Videos per shard, the unit an interrupted run resumes from. [default: 256]",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size", metavar="N", help="Clips decoded together (memory); never changes features. [default: 16]"
+        ),
+    ] = None,
+    precision: PrecisionOpt = None,
+    device: DeviceOpt = None,
+    num_workers: WorkersOpt = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace FILE, or restart an unfinished run.")] = False,
+    progress: ProgressOpt = None,
+) -> None:
+    """Extract encoder features: one vector (or every token) per video, or per sliding window of a long video (as
+    VideoMAE V2's temporal-detection features). Large jobs run in shards; running the same command again resumes.
+    Unreadable inputs are reported and skipped (exit 3 when none could be read)."""
+    from videomae_cli.engine.embed import embed as run_embedding
+    from videomae_cli.engine.embed import index_path
+    from videomae_cli.engine.progress import make_reporter
+    from videomae_cli.errors import ConfigError, DataError
+    from videomae_cli.specs import EmbedSpec, resolve_spec
+
+    flags = {
+        "checkpoint": ("CKPT", checkpoint),
+        "inputs": ("INPUT", inputs),
+        "out": ("--out", out),
+        "pool": ("--pool", pool),
+        "window_frames": ("--window-frames", window_frames),
+        "window_stride": ("--window-stride", window_stride),
+        "shard_size": ("--shard-size", shard_size),
+        "batch_size": ("--batch-size", batch_size),
+        "precision": ("--precision", precision),
+        "device": ("--device", device),
+        "num_workers": ("--num-workers", num_workers),
+        "overwrite": ("--overwrite", overwrite or None),
+        "progress": ("--progress", progress),
+    }
+    with user_errors():
+        if out is None:
+            raise ConfigError("--out: required (videomae embed CKPT INPUT... --out FILE.safetensors)")
+        spec = resolve_spec(EmbedSpec, flags=flags)
+        reporter = make_reporter(spec.progress, label="embed")
+        try:
+            result = run_embedding(spec, reporter)
+        finally:
+            reporter.close()
+        for bad in result.embedding.errors:
+            stderr.print(f"error: {bad.reason}", markup=False)
+        rows = len(result.embedding.video)
+        if not rows:
+            raise DataError(f"none of the {len(result.embedding.errors)} inputs could be read")
+        shape = "×".join(map(str, result.embedding.features.shape))
+        videos = len(set(result.embedding.video.tolist()))
+        index = f" (index in {index_path(spec.out)})" if spec.out.suffix == ".npy" else ""
+        typer.echo(f"wrote {spec.out}{index}: features {shape} for {rows} clips of {videos} videos")
+
+
 @app.command("prepare-data")
 def prepare_data(
     src: Annotated[

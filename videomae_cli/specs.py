@@ -325,6 +325,33 @@ class PredictSpec(Strict):
         return self
 
 
+class EmbedSpec(Strict):
+    """What `videomae embed` extracts: encoder features of every input video (one clip each, or sliding windows)."""
+
+    checkpoint: Path
+    inputs: list[Path] = Field(min_length=1)
+    out: Path  # .safetensors (features + index) or .npy (features; the index as JSON lines beside it)
+    pool: Literal["mean", "tokens"] = "mean"
+    window_frames: PositiveInt | None = None  # sliding windows of this many source frames (None: one clip per video)
+    window_stride: PositiveInt | None = None  # frames between window starts (None: window_frames, no overlap)
+    shard_size: PositiveInt = 256  # videos per shard: the unit of resumption
+    batch_size: PositiveInt = 16  # clips decoded per loader item (memory); features never depend on it
+    chunk_clips: PositiveInt = 16  # clips per forward pass: features depend on this, never on batch_size
+    num_workers: NonNegativeInt = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    overwrite: bool = False
+    progress: Literal["auto", "rich", "plain", "off"] = "auto"
+
+    @model_validator(mode="after")
+    def _check_windows(self) -> EmbedSpec:
+        if self.window_stride is not None and self.window_frames is None:
+            raise ValueError("window_stride: needs --window-frames (the window length)")
+        if self.out.suffix not in (".safetensors", ".npy"):
+            raise ValueError(f"out: {self.out} must end in .safetensors or .npy")
+        return self
+
+
 def default_views(data: DataSpec) -> str:
     """The official test views: 5 clips × 3 crops for dense (Kinetics) sampling, 2 × 3 for segment (SSv2)."""
     return "2x3" if data.sampling == "segment" else "5x3"

@@ -16,10 +16,19 @@ from videomae_cli.data.loader import ClipTransform, ViewIndices
 from videomae_cli.data.manifest import ManifestEntry
 from videomae_cli.data.sampling import dense_indices, pretrain_indices, segment_indices
 from videomae_cli.data.transforms import MultiScaleCrop
-from videomae_cli.data.video import VideoError, open_video, resolve_backend
+from videomae_cli.data.video import VideoError, VideoReader, open_video, resolve_backend
 from videomae_cli.errors import ConfigError
 from videomae_cli.seeding import Stream, sample_rng
 from videomae_cli.specs import DataSpec
+
+
+def window_length(entry: ManifestEntry, reader: VideoReader) -> int:
+    """Frames in the entry's window (V2's START TOTAL; TOTAL -1 = to the end) of the opened video."""
+    available = reader.num_frames - entry.start
+    length = available if entry.total < 0 else min(entry.total, available)
+    if length < 1:
+        raise VideoError(f"{entry.path}: the window starts at frame {entry.start} of {reader.num_frames}")
+    return length
 
 
 class VideoClips:
@@ -69,11 +78,7 @@ class VideoClips:
         of their frames is decoded once."""
         entry = self.entries[index]
         with open_video(entry.path, self.backend) as reader:
-            available = reader.num_frames - entry.start
-            length = available if entry.total < 0 else min(entry.total, available)
-            if length < 1:
-                raise VideoError(f"{entry.path}: the window starts at frame {entry.start} of {reader.num_frames}")
-            views = [indices + entry.start for indices in choose(length)]
+            views = [indices + entry.start for indices in choose(window_length(entry, reader))]
             wanted = np.unique(np.concatenate(views))
             frames = torch.from_numpy(reader.get_frames(wanted.tolist()))  # [F, H, W, 3] for the sorted union
         return [frames[np.searchsorted(wanted, indices)] for indices in views]

@@ -185,3 +185,21 @@ def _stepped(position: int, length: int, num_frames: int, step: int, shifts: np.
         if position + step < length:
             position += step
     return index
+
+
+def sliding_window_starts(video_frames: int, window: int, stride: int) -> np.ndarray:
+    """Start frames of sliding windows: 0, stride, 2·stride, ... up to the first window that reaches the last frame,
+    so the windows keep a regular stride (feature i is at frame i·stride, as temporal-detection heads expect) and
+    every frame lies in some window when stride <= window. A last window may run past the end of the video; its
+    frames are clamped by `window_indices`."""
+    _check_positive(video_frames=video_frames, window=window, stride=stride)
+    count = -(-max(video_frames - window, 0) // stride) + 1  # ceil: the smallest k with k·stride + window >= frames
+    return np.arange(count, dtype=np.int64) * stride
+
+
+def window_indices(video_frames: int, start: int, window: int, num_frames: int) -> np.ndarray:
+    """The `num_frames` frames of the window [start, start + window), evenly spaced from its first frame (a window of
+    num_frames × r frames gives sampling rate r), clamped to the last frame of the video."""
+    _check_positive(video_frames=video_frames, window=window, num_frames=num_frames)
+    offsets = np.arange(num_frames, dtype=np.int64) * window // num_frames
+    return np.minimum(start + offsets, video_frames - 1)

@@ -70,6 +70,10 @@ class VideoClassifier(Encoder):
         x = self.encode_all(video)  # [B, (1+)N, C]
         return self.fc_norm(x[:, 0] if self.pool == "cls" else self.pooled(x))  # [B, C]
 
+    def token_features(self, video: torch.Tensor) -> torch.Tensor:
+        """The last block's output for every patch token → [B, N, C] (fc_norm belongs to the pooled vector)."""
+        return self.patch_tokens(self.encode_all(video))
+
     def forward(self, video: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         return self.head(self.features(video))
 

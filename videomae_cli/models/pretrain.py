@@ -185,6 +185,10 @@ class PretrainVideoMAE(nn.Module):
         """Frozen-feature evaluation: the encoder (with its final norm) on every token, mean-pooled → [B, C]."""
         return self.encoder.pooled(self.encoder.encode_all(video))
 
+    def token_features(self, video: torch.Tensor) -> torch.Tensor:
+        """The encoder's output (with its final norm) for every patch token → [B, N, C]."""
+        return self.encoder.patch_tokens(self.encoder.encode_all(video))
+
     def decode(self, x: torch.Tensor, tokens: MaskedTokens) -> torch.Tensor:
         """Encoder output mapped to decoder width [B, (1+)N_vis, Cd] → predictions for tokens.decoded [B, N_dec, P]."""
         if self.decoder_cls_token is not None:

@@ -250,9 +250,13 @@ class Encoder(nn.Module):
         idx = all_token_indices(video.shape[0], self.grid.num_tokens, video.device)
         return Encoder.forward(self, patches, idx)  # not self(): subclasses (the classifier) redefine forward
 
+    def patch_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """The patch tokens of an encoder output [B, (1+)N, C] → [B, N, C], in (t, h, w) order (cls token dropped)."""
+        return x if self.cls_token is None else x[:, 1:]
+
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """Mean over the patch tokens of an encoder output [B, (1+)N, C] → [B, C] (a cls token is not pooled)."""
-        return (x if self.cls_token is None else x[:, 1:]).mean(1)
+        return self.patch_tokens(x).mean(1)
 
 
 def encoder_options(spec: ModelSpec) -> dict[str, Any]:

@@ -356,8 +356,6 @@ def check_same_work(path: Path, size: int) -> dict[str, float]:
 # ------------------------------------------------------------------------------------------------------- timing
 
 
-
-
 def process_cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process `pid` so far (Linux /proc; 0.0 elsewhere)."""
     try:

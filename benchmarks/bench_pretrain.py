@@ -1,42 +1,42 @@
-"""Train-step benchmark: our PretrainVideoMAE against HF transformers' VideoMAEForPreTraining (sdpa), on the CPU.
+"""Pretraining benchmark: our PretrainVideoMAE against HF transformers' VideoMAEForPreTraining (sdpa), on the CPU.
 
 Both sides get the same config, initial weights (one safetensors file, converted for HF with videomae_cli.interop.hf),
-clip and tube mask (ratio 0.9). A step is forward + backward + AdamW(fused=True).step(). Each measurement runs in its
-own subprocess (`--worker ours|hf`) so neither side inherits the other's allocator state or caches, and the sides
-alternate which goes first from round to round, because other processes share the CPU.
+clip and tube mask (ratio 0.9). A train step is forward + backward + AdamW(fused=True).step(); a forward step is the
+loss under torch.no_grad(). Each case runs in its own subprocess (benchmarks/harness.py), the order rotating from
+round to round. Cases per config:
 
-Before timing, the first-step losses of the two sides must agree (fp32: 1e-4 relative); bf16 differences are reported.
+- train and forward, fp32, both sides (the fp32 targets and the memory target);
+- train, bf16 autocast, both sides; ours is also timed under torch.compile (`--no-compile` skips it);
+- ours with V2 running-cell decoder masking 0.5 (fp32 and bf16), against ours with tube masking alone.
 
-    python benchmarks/bench_pretrain.py                      # the full run (tens of minutes on 2 cores)
-    python benchmarks/bench_pretrain.py --quick              # a tiny smoke run
-    python benchmarks/bench_pretrain.py --configs small-16x112-b4 --precisions bf16 --rounds 5 --steps 5
+Before timing counts, the first-step losses of the two sides must agree (fp32: 1e-4 relative); bf16 differences are
+reported. Then it prints the cases (min/median/max seconds per step, peak MiB over the post-import baseline) and the
+ratios against the targets of issue 8, and the JSON report.
+
+    python benchmarks/bench_pretrain.py                          # the full run (~25 min on 2 cores)
+    python benchmarks/bench_pretrain.py --quick                  # a tiny smoke run (~2 min)
+    python benchmarks/bench_pretrain.py --configs small-16x112-b4 --rounds 5 --no-compile
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
-import os
-import resource
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import machine  # benchmarks/machine.py: scripts run from this folder
+import harness  # benchmarks/harness.py: scripts run from this folder
+import machine
 import torch
 
+from videomae_cli.engine.loop import resolve_precision
 from videomae_cli.masking import MaskGenerator, collate_masks
 from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD, MaskedTokens, PretrainVideoMAE
 from videomae_cli.models.vit import TokenGrid
 from videomae_cli.specs import MaskSpec, ModelSpec
 
-MASK = MaskSpec(type="tube", ratio=0.9)
+MASK_RATIO = 0.9
 FP32_LOSS_RTOL = 1e-4
 SEED = 0
 
@@ -69,14 +69,7 @@ DEFAULT_CONFIGS = ("small-16x224-b2", "small-16x112-b4")
 PRECISIONS = ("fp32", "bf16")
 
 
-def max_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-
-
-def make_batch(config: BenchConfig) -> tuple[torch.Tensor, MaskedTokens, torch.Tensor]:
+def make_batch(config: BenchConfig, decoder_ratio: float = 0.0) -> tuple[torch.Tensor, MaskedTokens, torch.Tensor]:
     """The same clip and masks on every side: normalised [0, 1] pixels, tube masks from the real generator.
 
     → video [B, 3, T, H, W], the index form our training loop passes, and the bool mask [B, N] HF takes.
@@ -86,7 +79,7 @@ def make_batch(config: BenchConfig) -> tuple[torch.Tensor, MaskedTokens, torch.T
     pixels = torch.rand(config.batch, 3, grid.frames, grid.height, grid.width, generator=gen)
     mean, std = torch.tensor(IMAGENET_MEAN)[:, None, None, None], torch.tensor(IMAGENET_STD)[:, None, None, None]
     video = (pixels - mean) / std
-    masks = MaskGenerator(MASK, grid, seed=SEED)
+    masks = MaskGenerator(MaskSpec(type="tube", ratio=MASK_RATIO, decoder_ratio=decoder_ratio), grid, seed=SEED)
     tokens = collate_masks([masks(epoch=0, index=i) for i in range(config.batch)])
     bool_mask = torch.ones(config.batch, grid.num_tokens, dtype=torch.bool).scatter(1, tokens.visible, False)
     return video, tokens, bool_mask
@@ -112,225 +105,151 @@ def build_model(side: str, config: BenchConfig, weights: Path) -> torch.nn.Modul
     return model.train()
 
 
-def run_worker(args: argparse.Namespace) -> None:
-    """One side, one config, one precision: warm-up and timed steps; prints one JSON line."""
-    config = CONFIGS[args.config]
-    if args.side == "hf":
+def run_worker(case: dict[str, Any], args: argparse.Namespace) -> None:
+    """One case: warm-up and timed steps; prints one JSON line."""
+    config = CONFIGS[case["config"]]
+    if case["side"] == "hf":
         import transformers  # noqa: F401  (imported before the baseline, like torch, so it is not counted)
-    baseline = max_rss_mib()
-    model = build_model(args.side, config, Path(args.weights))
-    video, tokens, bool_mask = make_batch(config)
+    baseline = harness.max_rss_mib()
+    model = build_model(case["side"], config, Path(args.weights))
+    decoder_ratio = 0.5 if case["variant"] == "dec0.5" else 0.0
+    video, tokens, bool_mask = make_batch(config, decoder_ratio)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16" else contextlib.nullcontext()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=case["precision"] == "bf16")
     hf_video = video.permute(0, 2, 1, 3, 4)  # HF takes [B, T, C, H, W]; a view, as a user would pass it
+    forward = torch.compile(model) if case["variant"] == "compiled" else model
+    train = case["mode"] == "train"
+
+    def loss() -> torch.Tensor:
+        with autocast:
+            if case["side"] == "ours":
+                return forward(video, tokens).loss
+            return forward(pixel_values=hf_video, bool_masked_pos=bool_mask).loss
 
     def step() -> float:
-        with autocast:
-            if args.side == "ours":
-                loss = model(video, tokens).loss
-            else:
-                loss = model(pixel_values=hf_video, bool_masked_pos=bool_mask).loss
-        loss.backward()
+        if not train:
+            with torch.no_grad():
+                return float(loss())
+        value = loss()
+        value.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        return float(loss.detach())
+        return float(value.detach())
 
-    times, cpu_times, losses = [], [], []
-    for i in range(args.warmup + args.steps):
-        if i == args.warmup:
-            busy_start, own_start, wall_start = machine.busy_cpu_seconds(), time.process_time(), time.perf_counter()
-        start, cpu_start = time.perf_counter(), time.process_time()
-        losses.append(step())
-        times.append(time.perf_counter() - start)
-        # CPU seconds of all this process's threads: less sensitive than wall time to other processes on the CPU.
-        cpu_times.append(time.process_time() - cpu_start)
-    busy_end, own_cpu = machine.busy_cpu_seconds(), time.process_time() - own_start
-    wall = time.perf_counter() - wall_start
-    result = {
-        # The share of all CPUs that other processes used during the timed steps: the benchmark's noise floor.
-        "others_cpu": None if busy_end is None else (busy_end - busy_start - own_cpu) / (wall * os.cpu_count()),
-        "side": args.side,
-        "config": args.config,
-        "precision": args.precision,
-        "step_s": times[args.warmup :],
-        "warmup_s": times[: args.warmup],
-        "cpu_s": cpu_times[args.warmup :],
-        "first_loss": losses[0],  # before any update: comparable across sides
-        "last_loss": losses[-1],
-        "peak_mib": max_rss_mib() - baseline,
-        "threads": torch.get_num_threads(),
-    }
-    sys.stdout.write(json.dumps(result) + "\n")
-
-
-def spawn(side: str, config: str, precision: str, weights: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Run one worker subprocess and parse its JSON line."""
-    cmd = [sys.executable, __file__, "--worker", side, "--config", config, "--precision", precision]
-    cmd += ["--weights", str(weights), "--steps", str(args.steps), "--warmup", str(args.warmup)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"worker {side} {config} {precision} failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    harness.finish_worker(case, step, args, baseline)
 
 
 def save_initial_weights(config: BenchConfig, path: Path) -> None:
     """The official V1 initialisation, seeded, saved once so both sides start from identical weights."""
-    from safetensors.torch import save_file
-
-    torch.manual_seed(SEED)
-    model = PretrainVideoMAE(config.spec, config.grid)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, path)
+    harness.save_seeded(lambda: PretrainVideoMAE(config.spec, config.grid), path, SEED)
 
 
-def check_losses(ours: dict[str, Any], hf: dict[str, Any]) -> float:
+def check_losses(ours: dict[str, Any], hf: dict[str, Any], precision: str) -> float:
     """Relative difference of the first-step losses; fp32 must agree to FP32_LOSS_RTOL."""
     rel = abs(ours["first_loss"] - hf["first_loss"]) / abs(hf["first_loss"])
-    if ours["precision"] == "fp32" and rel > FP32_LOSS_RTOL:
+    if precision == "fp32" and rel > FP32_LOSS_RTOL:
         raise SystemExit(
-            f"{ours['config']} fp32: first-step losses disagree: ours {ours['first_loss']:.7g}, "
-            f"hf {hf['first_loss']:.7g} (relative {rel:.2e} > {FP32_LOSS_RTOL:g})"
+            f"fp32 first-step losses disagree: ours {ours['first_loss']:.7g}, hf {hf['first_loss']:.7g} "
+            f"(relative {rel:.2e} > {FP32_LOSS_RTOL:g})"
         )
     return rel
 
 
-def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """All timed steps of one side over all rounds → min/median/max seconds and the median peak memory."""
-    steps = [t for run in runs for t in run["step_s"]]
-    return {
-        "min_s": min(steps),
-        "median_s": statistics.median(steps),
-        "max_s": max(steps),
-        "cpu_median_s": statistics.median(t for run in runs for t in run["cpu_s"]),
-        "peak_mib": statistics.median(run["peak_mib"] for run in runs),
-        "max_others_cpu": max((run["others_cpu"] or 0.0) for run in runs),
-        "first_loss": runs[0]["first_loss"],
-        "last_loss": runs[0]["last_loss"],
-        "steps_timed": len(steps),
-    }
+def cases_for(config: str, compile_: bool) -> list[dict[str, Any]]:
+    """Every case timed for one config (see the module docstring)."""
+
+    def case(side: str, precision: str, mode: str = "train", variant: str = "eager") -> dict[str, Any]:
+        return {"side": side, "config": config, "precision": precision, "mode": mode, "variant": variant}
+
+    cases = [case(side, p, mode) for p in PRECISIONS for side in ("ours", "hf") for mode in ("train", "forward")]
+    cases = [c for c in cases if c["mode"] == "train" or c["precision"] == "fp32"]
+    grid = CONFIGS[config].grid
+    if grid.h % 2 == 0 and grid.w % 2 == 0:  # the running cell tiles 2×2 patches: 112² (7×7) cannot have it
+        cases += [case("ours", p, variant="dec0.5") for p in PRECISIONS]
+    if compile_:
+        cases.append(case("ours", "bf16", variant="compiled"))
+    return cases
+
+
+def targets_for(config: str, s: dict[str, dict[str, Any]]) -> list[harness.Target]:
+    """The issue's targets for one config, from the case summaries (medians)."""
+
+    def t(side: str, precision: str, mode: str = "train", variant: str = "eager") -> float:
+        return s[f"{side}/{config}/{precision}/{mode}/{variant}"]["median_s"]
+
+    default = resolve_precision("auto", torch.device("cpu"))[0]  # what `videomae pretrain` trains in here
+    found = [
+        harness.Target("train step fp32: hf / ours", config, t("hf", "fp32") / t("ours", "fp32"), 1.3),
+        harness.Target(
+            "forward fp32: hf / ours", config, t("hf", "fp32", "forward") / t("ours", "fp32", "forward"), 1.4
+        ),
+        harness.Target(
+            "peak memory fp32 train: ours / hf",
+            config,
+            s[f"ours/{config}/fp32/train/eager"]["peak_mib"] / s[f"hf/{config}/fp32/train/eager"]["peak_mib"],
+            0.8,
+            at_most=True,
+        ),
+        harness.Target(f"default ({default}) vs hf fp32: hf / ours", config, t("hf", "fp32") / t("ours", default), 1.8),
+    ]
+    extra = [harness.Target("(info) bf16 train: hf bf16 / ours bf16", config, t("hf", "bf16") / t("ours", "bf16"), 1.0)]
+    if f"ours/{config}/fp32/train/dec0.5" in s:
+        cell = [t("ours", p) / t("ours", p, variant="dec0.5") for p in PRECISIONS]
+        found.append(harness.Target("running cell 0.5 vs tube, fp32: ours / ours", config, cell[0], 1.5))
+        extra.append(harness.Target("(info) running cell 0.5 vs tube, bf16", config, cell[1], 1.5))
+    if f"ours/{config}/bf16/train/compiled" in s:
+        ratio = t("hf", "fp32") / t("ours", "bf16", variant="compiled")
+        extra.append(harness.Target("(info) bf16 + compile vs hf fp32: hf / ours", config, ratio, 1.8))
+    return found + extra
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    """Alternating ours/hf rounds over every (config, precision); returns the JSON-able results."""
+    """All cases of all configs over the rounds; the losses checked, the targets computed."""
     configs = ["test-8x64-b2"] if args.quick else args.configs
-    cases = [(c, p) for c in configs for p in args.precisions]
-    runs: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
-    loss_rel: dict[tuple[str, str], float] = {}
+    summaries, losses, targets = {}, {}, []
     with tempfile.TemporaryDirectory() as tmp:
-        weights = {c: Path(tmp) / f"{c}.safetensors" for c in configs}
-        for c in configs:
-            save_initial_weights(CONFIGS[c], weights[c])
-        for round_index in range(args.rounds):
-            order = ("ours", "hf") if round_index % 2 == 0 else ("hf", "ours")
-            for config, precision in cases:
-                for side in order:
-                    result = spawn(side, config, precision, weights[config], args)
-                    runs.setdefault((config, precision, side), []).append(result)
-                    sys.stderr.write(
-                        f"round {round_index + 1}/{args.rounds} {config} {precision} {side}: "
-                        f"median {statistics.median(result['step_s']):.3f}s\n"
-                    )
-                if round_index == 0:  # the losses must agree before any timing is worth reporting
-                    pair = runs[(config, precision, "ours")][0], runs[(config, precision, "hf")][0]
-                    loss_rel[(config, precision)] = check_losses(*pair)
-    results = []
-    for config, precision in cases:
-        ours = summarize(runs[(config, precision, "ours")])
-        hf = summarize(runs[(config, precision, "hf")])
-        results.append(
-            {
-                "config": config,
-                **asdict(CONFIGS[config]),
-                "precision": precision,
-                "ours": ours,
-                "hf": hf,
-                "hf_over_ours": hf["median_s"] / ours["median_s"],
-                # The fastest step is the least disturbed by other processes on a shared CPU.
-                "hf_over_ours_min": hf["min_s"] / ours["min_s"],
-                "first_loss_rel_diff": loss_rel[(config, precision)],
-            }
-        )
-    return {"environment": environment(), "args": vars(args), "results": results}
+        for config in configs:
+            weights = Path(tmp) / f"{config}.safetensors"
+            save_initial_weights(CONFIGS[config], weights)
+            extra = ["--weights", str(weights), "--steps", str(args.steps), "--warmup", str(args.warmup)]
+            runs = harness.run_rounds(
+                cases_for(config, args.compile),
+                args.rounds,
+                lambda case, extra=extra: harness.spawn(__file__, case, extra),
+            )
+            found = {name: harness.summarize(r) for name, r in runs.items()}
+            for precision in PRECISIONS:  # the losses must agree before any timing is worth reporting
+                pair = (found[f"{side}/{config}/{precision}/train/eager"] for side in ("ours", "hf"))
+                losses[f"{config}/{precision}"] = check_losses(*pair, precision)
+            summaries.update(found)
+            targets += targets_for(config, found)
+    return {
+        "environment": environment(),
+        "args": vars(args),
+        "cases": summaries,
+        "first_loss_rel_diff": losses,
+        "targets": [t.as_json() for t in targets],
+        "_targets": targets,
+    }
 
 
 def environment() -> dict[str, Any]:
     """What the numbers were measured on."""
     import transformers
 
-    return machine.environment(
-        torch=torch.__version__,
-        transformers=transformers.__version__,
-    )
-
-
-# (header, width, format) of the table's columns; the last three are filled on the hf row only.
-COLUMNS = (
-    ("config", -16, "s"),
-    ("prec", -4, "s"),
-    ("side", -4, "s"),
-    ("min s", 7, ".3f"),
-    ("median s", 9, ".3f"),
-    ("max s", 7, ".3f"),
-    ("peak MiB", 9, ".0f"),
-    ("others CPU", 10, ".0%"),
-    ("first loss", 11, ".6f"),
-    ("hf/ours med", 11, ".2f"),
-    ("hf/ours min", 11, ".2f"),
-    ("loss rel diff", 13, ".2e"),
-)
-
-
-def format_table(report: dict[str, Any]) -> str:
-    """A fixed-width text table of the results (seconds per step, MiB over the post-import baseline)."""
-
-    def row(values: list[Any], header: bool = False) -> str:
-        cells = []
-        for (_, width, fmt), value in zip(COLUMNS, values, strict=False):
-            text = value if header or fmt == "s" else format(value, fmt)
-            cells.append(f"{text:<{-width}}" if width < 0 else f"{text:>{width}}")
-        return " ".join(cells)
-
-    lines = [row([name for name, _, _ in COLUMNS], header=True)]
-    lines.append("-" * len(lines[0]))
-    for r in report["results"]:
-        for side in ("ours", "hf"):
-            s = r[side]
-            values = [r["config"], r["precision"], side, s["min_s"], s["median_s"], s["max_s"], s["peak_mib"]]
-            values += [s["max_others_cpu"], s["first_loss"]]
-            if side == "hf":
-                values += [r["hf_over_ours"], r["hf_over_ours_min"], r["first_loss_rel_diff"]]
-            lines.append(row(values))
-    return "\n".join(lines)
+    return machine.environment(torch=torch.__version__, transformers=transformers.__version__)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configs", nargs="+", choices=sorted(CONFIGS), default=list(DEFAULT_CONFIGS))
-    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, default=list(PRECISIONS))
-    parser.add_argument("--rounds", type=int, default=3, help="alternating ours/hf rounds per case")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps per worker")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per worker")
-    parser.add_argument("--quick", action="store_true", help="the tiny test-8x64-b2 config only (a smoke run)")
-    parser.add_argument("--json", type=Path, help="also write the JSON report here")
-    # Worker mode (internal): one side, one case.
-    parser.add_argument("--worker", choices=("ours", "hf"), dest="side", help=argparse.SUPPRESS)
-    parser.add_argument("--config", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
-    parser.add_argument("--precision", choices=PRECISIONS, help=argparse.SUPPRESS)
-    parser.add_argument("--weights", help=argparse.SUPPRESS)
+    parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the torch.compile case")
+    harness.add_common_args(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    if args.side is not None:
-        run_worker(args)
-        return
-    report = run_benchmark(args)
-    report["args"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in report["args"].items()}
-    blob = json.dumps(report, indent=2)
-    print(format_table(report))
-    print(blob)
-    if args.json is not None:
-        args.json.write_text(blob + "\n")
+    harness.main(parse_args(argv), run_worker, run_benchmark)
 
 
 if __name__ == "__main__":

@@ -19,15 +19,15 @@ import videomae_cli
 def test_help_lists_the_working_subcommands() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    commands = ("pretrain", "prepare-data", "finetune", "evaluate", "visualize-mask", "export", "convert", "predict", "embed")
-    for command in (*commands, "doctor"):
+    commands = ("pretrain", "prepare-data", "finetune", "evaluate", "visualize-mask", "export", "convert", "predict")
+    for command in (*commands, "embed", "doctor"):
         assert re.search(rf"^\s+{command}\s", result.stdout, flags=re.M), command
 
 
 PRETRAIN_FLAGS = (
     "--config", "--set", "--data", "--model", "--mask-type", "--mask-ratio", "--decoder-mask-ratio", "--steps",
     "--epochs", "--batch-size", "--lr", "--precision", "--device", "--num-workers", "--seed", "--out", "--resume",
-    "--print-config", "--progress",
+    "--print-config", "--progress", "--compile", "--prefetch", "--strategy",
 )  # fmt: skip
 PREPARE_FLAGS = (
     "--out", "--format", "--root", "--val-fraction", "--seed", "--min-frames", "--workers", "--resize-short",
@@ -36,7 +36,8 @@ PREPARE_FLAGS = (
 
 FINETUNE_FLAGS = (
     "--init", "--config", "--set", "--data", "--model", "--steps", "--epochs", "--batch-size", "--lr", "--precision",
-    "--device", "--num-workers", "--seed", "--out", "--resume", "--print-config", "--progress",
+    "--device", "--num-workers", "--seed", "--out", "--resume", "--print-config", "--progress", "--compile",
+    "--prefetch",
 )  # fmt: skip
 EVALUATE_FLAGS = (
     "--data", "--views", "--report", "--batch-size", "--precision", "--device", "--num-workers", "--progress",
@@ -133,7 +134,8 @@ def test_metrics_have_one_record_per_log_step(finished_run: tuple[Path, str]) ->
     out, _ = finished_run
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [3, 6, 9, 12]
-    assert {"step", "epoch", "loss", "lr", "clips_per_s"} <= set(records[0])
+    assert {"step", "epoch", "loss", "lr", "clips_per_s", "data_wait"} <= set(records[0])
+    assert all(0 <= r["data_wait"] <= 1 for r in records)
 
 
 def test_progress_is_plain_lines_when_stdout_is_not_a_terminal(finished_run: tuple[Path, str]) -> None:

@@ -338,6 +338,12 @@ def test_a_toy_fine_tune_keeps_the_best_weights_and_loads_as_a_classifier(tmp_pa
         assert model(torch.randn(2, 3, 4, 64, 64)).shape == (2, 8)
 
 
+def test_validation_can_run_every_few_epochs_and_always_after_the_last_step(tmp_path: Path) -> None:
+    run_finetune(tmp_path, "run.steps=22", "data.val_every_epochs=2")
+    validations = [r["step"] for r in records(tmp_path) if "val_top1" in r]
+    assert validations == [8, 16, 22]  # epochs 2 and 4 of 4 steps each, then the last step
+
+
 def resume_after_step_4(tmp_path: Path, *sets: str) -> tuple[Path, Path]:
     """The same 8-step fine-tune run straight, and again stopped after its step-4 checkpoint and resumed."""
     sets = ("run.steps=8", "run.save_every=4", "run.keep_last=5", "run.log_every=2", *sets)

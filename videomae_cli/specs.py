@@ -98,6 +98,7 @@ class DataSpec(Strict):
     synthetic_val_videos: PositiveInt = 256  # held-out synthetic videos (never in any synthetic training set)
     num_sample: PositiveInt = 1  # repeated sampling: clips (crops + masks) cut from each decoded video
     num_workers: NonNegativeInt = 1
+    prefetch: PositiveInt = 4  # batches each loader worker prepares ahead of the step
     max_bad_fraction: Annotated[float, Field(ge=0.0, le=1.0)] = 0.01
 
 
@@ -128,7 +129,8 @@ class RunOptions(Strict):
     out: Path | None = None
     seed: NonNegativeInt = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # auto: bf16 autocast where the device has native bf16 (AVX512-BF16/AMX CPUs, Ampere+ GPUs), else fp32.
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     steps: PositiveInt | None = None
     epochs: Annotated[float, Field(gt=0)] | None = None
     log_every: PositiveInt = 10
@@ -139,6 +141,7 @@ class RunOptions(Strict):
     # Several processes: replicate the model (DDP) or shard it block by block (FSDP2, for large models).
     strategy: Literal["ddp", "fsdp"] = "ddp"
     activation_checkpointing: bool = False  # recompute block activations in the backward pass: memory for compute
+    compile: bool = False  # torch.compile the training step's model (minutes of compiling first; see README)
 
     @model_validator(mode="after")
     def _check_length(self) -> RunOptions:
@@ -198,9 +201,10 @@ class ClassifierModelSpec(ModelSpec):
 
 
 class FinetuneDataSpec(DataSpec):
-    """DataSpec with a smaller labelled synthetic training set by default."""
+    """DataSpec with a smaller labelled synthetic training set by default, and how often to validate."""
 
     synthetic_videos: PositiveInt = 512
+    val_every_epochs: PositiveInt = 1  # validate every N epochs (and after the last step): tiny sets have many epochs
 
 
 class AugmentSpec(Strict):

@@ -192,9 +192,11 @@ def train_loader(
     pin_memory: bool,
     rank: int = 0,
     world: int = 1,
+    prefetch: int = 4,
 ) -> DataLoader:
     """An endless loader of ClipBatch (`batch_size` videos each), starting `start_sample` samples into the
-    (seed-determined) global stream, of which this rank gets its turns (EpochSampler)."""
+    (seed-determined) global stream, of which this rank gets its turns (EpochSampler); each worker keeps `prefetch`
+    batches ready."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -203,7 +205,7 @@ def train_loader(
         collate_fn=collate_samples,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
-        prefetch_factor=4 if num_workers > 0 else None,
+        prefetch_factor=prefetch if num_workers > 0 else None,
         drop_last=True,
         # Its own generator: the loader's base seed must not come from (and shift) the global RNG that DropPath
         # draws from, or a resumed run would drop different paths than an uninterrupted one.

@@ -32,7 +32,7 @@ from videomae_cli.engine.checkpoint import atomic_write, weights_file
 from videomae_cli.engine.distributed import pick_device
 from videomae_cli.engine.loop import autocast_for
 from videomae_cli.engine.predict import run_in_chunks
-from videomae_cli.engine.progress import Reporter
+from videomae_cli.engine.progress import Reporter, step_counter
 from videomae_cli.errors import ConfigError
 from videomae_cli.specs import DataSpec, EmbedSpec
 
@@ -323,8 +323,7 @@ def prepare_parts(spec: EmbedSpec, job: dict[str, object]) -> Path:
 @dataclass
 class EmbedResult:
     embedding: Embedding
-    paths: list[str]
-    resumed_shards: int
+    resumed_shards: int  # shards an interrupted run had finished
 
 
 def embed(spec: EmbedSpec, reporter: Reporter, after_shard: Callable[[int], None] | None = None) -> EmbedResult:
@@ -357,12 +356,7 @@ def embed(spec: EmbedSpec, reporter: Reporter, after_shard: Callable[[int], None
     )
     if done:
         reporter.notice(f"resuming {parts}: {done} of {len(shards)} shards already done")
-    count = [finished]
-
-    def advance(n: int) -> None:
-        count[0] += n
-        reporter.step(count[0])
-
+    advance = step_counter(reporter, finished)
     for i, (shard, file) in enumerate(zip(shards, files, strict=True)):
         if file.exists():
             continue
@@ -378,4 +372,4 @@ def embed(spec: EmbedSpec, reporter: Reporter, after_shard: Callable[[int], None
     if len(result.video):  # nothing readable: no output file (the caller reports the errors and exits 3)
         write_output(spec.out, result, job)
     shutil.rmtree(parts, ignore_errors=True)
-    return EmbedResult(result, job["paths"], done)  # type: ignore[arg-type]
+    return EmbedResult(result, done)

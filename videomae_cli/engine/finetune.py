@@ -174,9 +174,12 @@ class FinetuneTask:
             self.ema.update(run.model, step=done)
 
     def after_epoch(self, run: Run, done: int, reporter: Reporter) -> dict[str, Any] | None:
-        """Single-view validation (rank 0; the others wait at their next gradient exchange); a new best top-1
-        rewrites RUN/best.safetensors."""
+        """Single-view validation every data.val_every_epochs epochs and after the last step (rank 0; the others
+        wait at their next gradient exchange); a new best top-1 rewrites RUN/best.safetensors."""
         if not run.dist.is_main:
+            return None
+        epoch = round(run.epoch_at(done))
+        if done < run.total_steps and epoch % self.spec.data.val_every_epochs:
             return None
         if self.ema is not None:
             self._save(run, EMA_FILE, self.ema.module, done)

@@ -74,6 +74,27 @@ def autocast_for(device: torch.device, precision: str) -> torch.autocast:
     return torch.autocast(device.type, dtype=PRECISIONS[precision] or torch.float32, enabled=precision != "fp32")
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes in bf16 natively: a GPU that supports it, a CPU with AVX512-BF16 or AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private but long-standing torch.cpu helpers
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def resolve_precision(requested: str, device: torch.device) -> tuple[str, str | None]:
+    """The precision to train in, and a notice when `auto` falls back: bf16 autocast where the device has native
+    bf16 (fp32 master weights either way), else fp32."""
+    if requested != "auto":
+        return requested, None
+    if native_bf16(device):
+        return "bf16", None
+    what = "this CPU has no AVX512-BF16/AMX" if device.type == "cpu" else f"{device} does not support bf16"
+    return "fp32", f"precision auto: {what}, so training runs in fp32"
+
+
 class Task(Protocol):
     """What a kind of training adds to the shared loop."""
 
@@ -125,6 +146,7 @@ class Run:
     meta: dict[str, Any] = field(default_factory=dict)
     dist: DistEnv = field(default_factory=DistEnv)
     train_model: nn.Module | None = None  # what the step runs: the DDP wrapper of `model`, or `model` itself
+    notices: list[str] = field(default_factory=list)  # said once the run starts
 
     @property
     def total_steps(self) -> int:
@@ -163,6 +185,7 @@ def make_run(
         raise ConfigError("run.out: an output directory is required")
     out = Path(spec.run.out)
     resume_dir = find_resume_checkpoint(spec, out)
+    spec.run.precision, precision_notice = resolve_precision(spec.run.precision, device)
     # Clips per optimizer step, over all ranks.
     global_batch = spec.optim.batch_size * dist_env.world_size * spec.optim.accum_steps
     videos_per_step = global_batch // spec.data.num_sample
@@ -174,6 +197,8 @@ def make_run(
     if not total:
         raise ConfigError("run.steps: give --steps or --epochs")
     train_model = parallelize(model, spec, dist_env, device)  # before the optimizer: FSDP replaces the parameters
+    if spec.run.compile:
+        train_model = torch.compile(train_model)  # the weights stay `model`'s: checkpoints keep their names
     run = Run(
         spec=spec,
         task=task,
@@ -188,6 +213,7 @@ def make_run(
         meta=run_metadata(argv, backend),
         dist=dist_env,
         train_model=train_model,
+        notices=[precision_notice] if precision_notice else [],
     )
     if resume_dir is not None:
         restore(run, resume_dir)
@@ -301,6 +327,8 @@ def train(run: Run, reporter: Reporter) -> float | None:
         (out / "spec.yaml").write_text(spec_to_yaml(spec, run.meta))
         metrics.truncate_after(run.start_step)
     reporter.start(run.total_steps, run.start_step, describe_run(run))
+    for notice in run.notices:
+        reporter.notice(notice)
     if run.start_step >= run.total_steps:
         reporter.notice(f"{out} is already complete at step {run.start_step}")
         reporter.close()
@@ -353,7 +381,7 @@ def describe_run(run: Run) -> str:
 
 def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) -> float | None:
     spec, model, opt, task = run.spec, run.model, run.optimizer, run.task
-    train_model = run.train_model or model
+    train_model = run.train_model if run.train_model is not None else model
     autocast = autocast_for(run.device, spec.run.precision)
     loader = train_loader(
         run.dataset,
@@ -364,6 +392,7 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) 
         pin_memory=run.device.type == "cuda",
         rank=run.dist.rank,
         world=run.dist.world_size,
+        prefetch=spec.data.prefetch,
     )
     batches, normalize = iter(loader), ClipNormalizer(run.device)
     model.train()
@@ -373,12 +402,15 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) 
         run.out / BAD_VIDEOS, len(run.dataset), spec.data.max_bad_fraction, reporter, main=run.dist.is_main
     )
     window_start, window_steps, last_loss, started = time.perf_counter(), 0, None, time.perf_counter()
+    data_wait = 0.0  # seconds of the log window spent waiting for the loader
     for step in range(run.start_step, run.total_steps):
         lr = run.schedule.lr(step)
         for group in opt.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)  # layer-wise lr decay sets lr_scale per group
         for micro in range(spec.optim.accum_steps):
+            waiting = time.perf_counter()
             batch = next(batches)
+            data_wait += time.perf_counter() - waiting
             bad_clips.record(batch.failures, batch.valid)
             video = normalize(batch.clips)
             with _gradient_sync(train_model, micro + 1 == spec.optim.accum_steps):
@@ -409,6 +441,7 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) 
                 "loss": mean_loss,
                 "lr": lr,
                 "clips_per_s": window_steps * run.global_batch / elapsed,
+                "data_wait": data_wait / elapsed,  # fraction of the window's wall time spent waiting for batches
                 "elapsed_s": time.perf_counter() - started,
                 "bad_videos": len(bad_clips.seen),
             }
@@ -417,7 +450,7 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) 
                 metrics.write(record)
             reporter.log(done, record)
             loss_sum.zero_()
-            window_start, window_steps, last_loss = time.perf_counter(), 0, mean_loss
+            window_start, window_steps, last_loss, data_wait = time.perf_counter(), 0, mean_loss, 0.0
         if done % run.steps_per_epoch == 0 or is_last:
             ensure_finite(nonfinite, run, done)
             paused = time.perf_counter()
@@ -444,9 +477,10 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) 
 
 def _gradient_sync(train_model: nn.Module, sync: bool) -> contextlib.AbstractContextManager[None]:
     """DDP averages gradients only on the last micro-batch of an accumulated step."""
-    if sync or not isinstance(train_model, DistributedDataParallel):
+    ddp = getattr(train_model, "_orig_mod", train_model)  # under torch.compile, the module it wraps
+    if sync or not isinstance(ddp, DistributedDataParallel):
         return contextlib.nullcontext()
-    return train_model.no_sync()
+    return ddp.no_sync()
 
 
 def stop_requested(stop: StopRequest, run: Run) -> bool:

@@ -177,9 +177,9 @@ def make_reporter(mode: str, label: str = "train", rank: int = 0) -> Reporter:
     return PlainReporter() if mode == "plain" else SilentReporter()
 
 
-def step_counter(reporter: Reporter) -> Callable[[int], None]:
-    """A callback that adds its argument to a running count and shows the count as the reporter's step."""
-    done = [0]
+def step_counter(reporter: Reporter, start: int = 0) -> Callable[[int], None]:
+    """A callback that adds its argument to a running count (from `start`) and shows it as the reporter's step."""
+    done = [start]
 
     def advance(count: int) -> None:
         done[0] += count

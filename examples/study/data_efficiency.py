@@ -1,0 +1,472 @@
+"""VideoMAE's data-efficiency claim, sized for a laptop CPU: does masked pretraining beat training from scratch when
+labels are scarce, and how do the mask ratio and the mask type matter?
+
+Every arm fine-tunes the same classifier with the same recipe and budget on a few labelled clips per class of the
+built-in synthetic motion dataset (8 classes defined by motion alone: direction, rotation sense, growth; appearance is
+random and independent of the class, so no single frame can tell them apart) and is tested on held-out clips. The
+arms differ only in the encoder they start from: random (scratch) or masked-autoencoder pretrained on an unlabelled
+pool with tube masking at 0.9 / 0.75 / 0.5, random (spacetime-agnostic) masking at 0.9, frame masking at 0.9, or tube
+0.9 with VideoMAE V2's running-cell decoder masking at 0.5.
+
+Only the public CLI is used (`videomae pretrain | finetune | prepare-data | visualize-mask`), one subprocess per
+stage; the numbers come from the runs' metrics.jsonl. Splits, per seed s:
+pretraining pool = synthetic clips 0 .. pool-1 of seed s (labels never read), labelled training set = clips
+0 .. 8·k-1 of seed s (k per class, balanced), test set = the held-out synthetic clips of seed s (indices from 2^24,
+which no training set reaches). No number is chosen by looking at the test set: every run trains for a fixed number
+of steps and the final weights are tested (not the fine-tune run's best-on-validation checkpoint).
+
+    python examples/study/data_efficiency.py                 # the full study: docs/study.md, docs/study.png
+    python examples/study/data_efficiency.py --quick --out /tmp/study --docs /tmp/study/docs   # a 3-minute smoke run
+
+Finished stages are kept in --out and skipped when the study is run again with the same settings (interrupted stages,
+and stages whose command changed, are redone).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Hand-written: what was tried before the current plan, and what it showed; appended to docs/study.md.
+ITERATIONS = Path(__file__).with_name("iterations.md")
+DONE_FILE = "study-stage.json"  # written into a run directory when its stage finished; holds the wall time
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One way to obtain the encoder that fine-tuning starts from; no mask type means training from scratch."""
+
+    name: str
+    mask_type: str | None = None
+    mask_ratio: float | None = None
+    decoder_mask_ratio: float = 0.0
+
+    @property
+    def pretrained(self) -> bool:
+        """Whether this arm pretrains an encoder first."""
+        return self.mask_type is not None
+
+    def pretrain_flags(self) -> list[str]:
+        """The masking flags of `videomae pretrain` for this arm."""
+        assert self.mask_type is not None and self.mask_ratio is not None
+        flags = ["--mask-type", self.mask_type, "--mask-ratio", str(self.mask_ratio)]
+        if self.decoder_mask_ratio:
+            flags += ["--decoder-mask-ratio", str(self.decoder_mask_ratio)]
+        return flags
+
+
+ARMS: tuple[Arm, ...] = (
+    Arm("scratch"),
+    Arm("tube 0.9", "tube", 0.9),
+    Arm("tube 0.75", "tube", 0.75),
+    Arm("tube 0.5", "tube", 0.5),
+    Arm("random 0.9", "random", 0.9),
+    Arm("frame 0.9", "frame", 0.9),
+    Arm("tube 0.9 + running cell 0.5", "tube", 0.9, 0.5),
+)
+HEADLINE = "tube 0.9"  # the arm the target compares with scratch
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Sizes and recipes of the study. `model` and `clip` flags are shared by every pretraining and fine-tuning run."""
+
+    seeds: tuple[int, ...] = (0, 1)
+    labels_per_class: tuple[int, ...] = (4, 16)
+    pool_videos: int = 8192
+    test_videos: int = 512
+    model: tuple[str, ...] = (
+        "--model", "test",
+        "--set", "model.dim=128", "--set", "model.depth=4", "--set", "model.heads=4", "--set", "model.mlp_dim=512",
+        "--set", "model.patch_size=8",
+        "--set", "model.decoder_dim=64", "--set", "model.decoder_depth=2", "--set", "model.decoder_heads=4",
+        "--set", "model.decoder_mlp_dim=256",
+    )  # fmt: skip
+    # 16 frames make 8 time slices, so frame masking can hide 7 of them (0.875, the nearest to 0.9).
+    clip: tuple[str, ...] = ("--set", "data.num_frames=16", "--set", "data.input_size=32")
+    pretrain: tuple[str, ...] = ("--batch-size", "32", "--lr", "1e-2", "--set", "optim.warmup_steps=50")
+    pretrain_steps: int = 600
+    finetune: tuple[str, ...] = (
+        "--batch-size", "16", "--lr", "1e-2", "--set", "optim.warmup_steps=20",
+        "--set", "augment.rand_augment=null", "--set", "augment.mixup=0", "--set", "augment.cutmix=0",
+        "--set", "augment.erase_prob=0", "--set", "augment.crop_scale=[0.5,1.0]", "--set", "model.drop_path=0.1",
+    )  # fmt: skip
+    finetune_steps: int = 150
+    masks: str = (
+        "16×32² clips with 8-pixel patches make a 4×4 grid in 8 time slices (128 tokens): tube 0.9 hides 14 of the "
+        "16 positions (0.875), 0.75 hides 12 and 0.5 hides 8; random 0.9 hides 115 of the 128 tokens; frame 0.9 hides "
+        "7 of the 8 slices (0.875); the running cell at 0.5 decodes half of all positions"
+    )
+    arms: tuple[Arm, ...] = ARMS
+
+    @property
+    def common(self) -> list[str]:
+        """Flags of every training run: fp32 (faster than bf16 autocast for models this small), no progress bar."""
+        return [*self.model, *self.clip, "--precision", "fp32", "--progress", "plain", "--set", "run.save_every=0"]
+
+
+QUICK = Plan(
+    seeds=(0,),
+    labels_per_class=(2,),
+    pool_videos=256,
+    test_videos=32,
+    pretrain_steps=6,
+    finetune_steps=6,
+)
+
+
+@dataclass
+class Stage:
+    """The outcome of one finished stage: its run directory and wall time."""
+
+    run: Path
+    seconds: float
+
+
+@dataclass
+class Study:
+    """Runs the stages of a plan under `out`, skipping those already finished."""
+
+    plan: Plan
+    out: Path
+    stage_seconds: list[float] = field(default_factory=list)  # every stage's wall time, as measured when it ran
+
+    def run_stage(self, run: Path, argv: Sequence[str]) -> Stage:
+        """Run one `videomae` command that writes `run`, unless an earlier study finished the same command there."""
+        done = run / DONE_FILE
+        record = json.loads(done.read_text()) if done.exists() else {}
+        if record.get("argv") == list(argv):
+            self.stage_seconds.append(record["seconds"])
+            return Stage(run, record["seconds"])
+        if run.exists():
+            shutil.rmtree(run)  # interrupted, or run with other settings: redo it whole, so its wall time is honest
+        run.mkdir(parents=True)
+        command = [sys.executable, "-m", "videomae_cli", *argv]
+        say(f"$ videomae {' '.join(argv)}")
+        start = time.perf_counter()
+        with open(run / "study-stage.log", "w") as log:
+            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=child_env())
+        seconds = time.perf_counter() - start
+        if result.returncode != 0:
+            tail = (run / "study-stage.log").read_text().strip().splitlines()[-5:]
+            raise SystemExit(f"stage failed (exit {result.returncode}): videomae {' '.join(argv)}\n" + "\n".join(tail))
+        done.write_text(json.dumps({"seconds": seconds, "argv": list(argv)}))
+        self.stage_seconds.append(seconds)
+        return Stage(run, seconds)
+
+    def pretrain_run(self, arm: Arm, seed: int) -> Path:
+        """The run directory of one arm's pretraining."""
+        return self.out / "pretrain" / slug(arm.name) / f"seed{seed}"
+
+    def pretrain(self, arm: Arm, seed: int) -> Stage:
+        """Masked-autoencoder pretraining of one arm on the unlabelled pool."""
+        p = self.plan
+        run = self.pretrain_run(arm, seed)
+        argv = ["pretrain", *p.common, *p.pretrain, *arm.pretrain_flags(), "--steps", str(p.pretrain_steps)]
+        argv += ["--set", f"data.synthetic_videos={p.pool_videos}", "--seed", str(seed), "--out", str(run)]
+        return self.run_stage(run, argv)
+
+    def finetune(self, arm: Arm, seed: int, per_class: int, init: Path | None) -> Stage:
+        """Fine-tune a classifier on `per_class` labelled clips per class, from `init` or from scratch."""
+        p = self.plan
+        run = self.out / "finetune" / slug(arm.name) / f"labels{per_class}" / f"seed{seed}"
+        argv = ["finetune", "--init", str(init) if init else "none", *p.common, *p.finetune]
+        argv += ["--steps", str(p.finetune_steps), "--set", f"data.synthetic_videos={per_class * NUM_CLASSES}"]
+        # The fine-tune run's validation set is the test set: it validates once, after the last step, so the number
+        # is the final weights' (no checkpoint is picked by its test score).
+        argv += ["--set", f"data.synthetic_val_videos={p.test_videos}", "--set", "data.val_every_epochs=1000000"]
+        argv += ["--seed", str(seed), "--out", str(run)]
+        return self.run_stage(run, argv)
+
+
+NUM_CLASSES = 8  # the synthetic motion classes
+SAMPLING_RATE = 4  # data.sampling_rate, left at its default by every run
+
+
+def slug(name: str) -> str:
+    """A directory name for an arm."""
+    return name.replace(" + ", "-").replace(" ", "-").replace(".", "")
+
+
+def child_env() -> dict[str, str]:
+    """The environment of the `videomae` subprocesses: unbuffered, so their logs are complete if one fails."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def say(text: str) -> None:
+    """One progress line of the driver."""
+    print(text, flush=True)
+
+
+# ------------------------------------------------------------------------------------------------------- the runs
+
+
+@dataclass
+class ArmResult:
+    """Everything measured for one arm: top-1 per (labels per class, seed), wall times, loss curves per seed."""
+
+    arm: Arm
+    top1: dict[int, dict[int, float]] = field(default_factory=dict)
+    pretrain_seconds: list[float] = field(default_factory=list)
+    finetune_seconds: dict[int, list[float]] = field(default_factory=dict)
+    loss_curves: list[tuple[list[int], list[float]]] = field(default_factory=list)
+
+
+def run_study(study: Study, jobs: int = 1) -> list[ArmResult]:
+    """Pretrain, fine-tune and test every arm for every seed and label budget; `jobs` arms at a time (more than one
+    makes each stage's wall time include the others' competition for the CPU)."""
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        return list(pool.map(lambda arm: run_arm(study, arm), study.plan.arms))
+
+
+def run_arm(study: Study, arm: Arm) -> ArmResult:
+    """All runs of one arm."""
+    result = ArmResult(arm)
+    for seed in study.plan.seeds:
+        init = None
+        if arm.pretrained:
+            stage = study.pretrain(arm, seed)
+            init = stage.run
+            result.pretrain_seconds.append(stage.seconds)
+            result.loss_curves.append(loss_curve(stage.run))
+        for per_class in study.plan.labels_per_class:
+            tuned = study.finetune(arm, seed, per_class, init)
+            result.finetune_seconds.setdefault(per_class, []).append(tuned.seconds)
+            top1 = test_top1(tuned.run)
+            result.top1.setdefault(per_class, {})[seed] = top1
+            say(f"{arm.name} | seed {seed} | {per_class} labels per class | top-1 {100 * top1:.1f}%")
+    return result
+
+
+def test_top1(finetuned: Path) -> float:
+    """Top-1 of the final weights on the held-out clips: the fine-tune run's one validation, after its last step."""
+    rows = [json.loads(line) for line in (finetuned / "metrics.jsonl").read_text().splitlines()]
+    return [row for row in rows if "val_top1" in row][-1]["val_top1"]
+
+
+def loss_curve(run: Path) -> tuple[list[int], list[float]]:
+    """(steps, training losses) from a run's metrics.jsonl."""
+    steps, losses = [], []
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if "loss" in row:
+            steps.append(row["step"])
+            losses.append(row["loss"])
+    return steps, losses
+
+
+def held_out_video(study: Study) -> Path:
+    """One synthetic clip from a seed no run trains on, written as H.264 by `prepare-data`."""
+    folder = study.out / "visualize-data"
+    geometry = dict(arg.split("=", 1) for arg in study.plan.clip if "=" in arg)
+    # visualize-mask cuts the clip as evaluation does, every SAMPLING_RATE-th frame: render the video that long.
+    frames = int(geometry["data.num_frames"]) * SAMPLING_RATE
+    argv = ["prepare-data", "--synthetic", "8", "--seed", "999", "--out", str(folder), "--progress", "off"]
+    argv += ["--num-frames", str(frames), "--size", geometry["data.input_size"]]
+    study.run_stage(folder, argv)
+    return sorted((folder / "videos").rglob("*.mp4"))[0]
+
+
+def visualize(study: Study, docs: Path) -> Path:
+    """The mask / reconstruction picture of one held-out clip for the headline arm's first-seed checkpoint."""
+    arm = next(a for a in study.plan.arms if a.name == HEADLINE)
+    checkpoint = study.pretrain_run(arm, study.plan.seeds[0])  # pretrained by run_study
+    picture = docs / "study-visualize.png"
+    argv = ["visualize-mask", str(checkpoint), "--video", str(held_out_video(study)), "--out", str(picture)]
+    argv += ["--frames", "all", "--error-map"]
+    say(f"$ videomae {' '.join(argv)}")
+    subprocess.run([sys.executable, "-m", "videomae_cli", *argv], check=True, stdout=subprocess.DEVNULL)
+    return picture
+
+
+# ---------------------------------------------------------------------------------------------------- the report
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def percent(values: Sequence[float]) -> str:
+    """`mean ± std` of accuracies, in percent."""
+    mean, std = mean_std([100 * v for v in values])
+    return f"{mean:.1f} ± {std:.1f}"
+
+
+def minutes(seconds: Sequence[float]) -> str:
+    """Mean wall time as m:ss (— when there is none)."""
+    if not seconds:
+        return "—"
+    total = round(statistics.fmean(seconds))
+    return f"{total // 60}:{total % 60:02d}"
+
+
+def seeds(plan: Plan) -> str:
+    """`2 seeds` / `1 seed`."""
+    return f"{len(plan.seeds)} seed{'s' if len(plan.seeds) > 1 else ''}"
+
+
+def results_table(results: Sequence[ArmResult], plan: Plan) -> list[str]:
+    """The markdown table: arm, labels per class, top-1 mean ± std over seeds, wall times."""
+    lines = [
+        f"| arm | labels per class | top-1 % (mean ± std, {seeds(plan)}) | pretrain wall | fine-tune wall |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for per_class in plan.labels_per_class:
+        for r in results:
+            accuracies = list(r.top1[per_class].values())
+            lines.append(
+                f"| {r.arm.name} | {per_class} | {percent(accuracies)} | {minutes(r.pretrain_seconds)} "
+                f"| {minutes(r.finetune_seconds[per_class])} |"
+            )
+    return lines
+
+
+def findings(results: Sequence[ArmResult], plan: Plan) -> list[str]:
+    """The headline comparison and the orderings, stated from the numbers."""
+    smallest = min(plan.labels_per_class)
+    mean_top1 = {r.arm.name: 100 * statistics.fmean(r.top1[smallest].values()) for r in results}
+    gain = mean_top1[HEADLINE] - mean_top1["scratch"]
+    verdict = "meets" if gain >= 10 else "misses"
+    lines = [
+        f"- At {smallest} labels per class, pretraining with tube masking at 0.9 gives {mean_top1[HEADLINE]:.1f}% "
+        f"top-1 against {mean_top1['scratch']:.1f}% from scratch: {gain:+.1f} points ({verdict} the +10 target).",
+    ]
+    tube_ratios = [r.arm.name for r in results if r.arm.mask_type == "tube" and not r.arm.decoder_mask_ratio]
+    types_at_09 = [r.arm.name for r in results if r.arm.mask_ratio == 0.9]
+    lines.append(f"- Tube mask ratio, best first: {ranking(tube_ratios, mean_top1)}.")
+    lines.append(f"- Masking at 0.9, best first: {ranking(types_at_09, mean_top1)}.")
+    return lines
+
+
+def ranking(arms: Sequence[str], top1: dict[str, float]) -> str:
+    """`a (x) > b (y) > ...`: arms ordered by mean top-1."""
+    return " > ".join(f"{name} ({top1[name]:.1f}%)" for name in sorted(arms, key=lambda name: -top1[name]))
+
+
+def plot(results: Sequence[ArmResult], plan: Plan, path: Path) -> None:
+    """docs/study.png: top-1 per arm (bars per label budget, seed std as error bars) and pretraining loss curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, (bars, curves) = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1.3, 1]})
+    x = np.arange(len(results))
+    width = 0.8 / len(plan.labels_per_class)
+    for i, per_class in enumerate(plan.labels_per_class):
+        stats = [mean_std([100 * v for v in r.top1[per_class].values()]) for r in results]
+        bars.bar(x + (i - (len(plan.labels_per_class) - 1) / 2) * width, [m for m, _ in stats], width,
+                 yerr=[s for _, s in stats], capsize=3, label=f"{per_class} labels per class")  # fmt: skip
+    bars.axhline(100 / NUM_CLASSES, color="grey", linestyle=":", label="chance")
+    bars.set_xticks(x, [r.arm.name.replace(" + ", "\n+ ") for r in results], rotation=30, ha="right", fontsize=8)
+    bars.set_ylabel("test top-1 (%)")
+    bars.set_title(f"Fine-tuned top-1, mean ± std over {seeds(plan)}")
+    bars.legend(fontsize=8)
+    for r in results:
+        if not r.loss_curves:
+            continue
+        steps = r.loss_curves[0][0]
+        mean_loss = np.mean([losses for _, losses in r.loss_curves], axis=0)
+        curves.plot(steps, mean_loss, marker="o" if len(steps) < 5 else None, label=r.arm.name)
+    curves.set_xlabel("pretraining step")
+    curves.set_ylabel("reconstruction loss (masked tokens)")
+    curves.set_title("Pretraining loss, mean over seeds")
+    curves.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(results: Sequence[ArmResult], plan: Plan, docs: Path, command: str, stage_seconds: float) -> Path:
+    """docs/study.md: what was run, the table, the findings and the pictures."""
+    path = docs / "study.md"
+    total = round(stage_seconds)
+    text = [
+        "# Study: data efficiency of masked video pretraining, CPU-sized",
+        "",
+        f"Generated by `{command}` ({time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPU cores); its runs took "
+        f"{total // 60} min {total % 60} s of wall time in all (each timed when it ran). Rerun that command to "
+        "regenerate this page, the figure and the picture; finished runs are kept in its --out folder and reused.",
+        "",
+        "## Result",
+        "",
+        *results_table(results, plan),
+        "",
+        *findings(results, plan),
+        "",
+        "![top-1 per arm and pretraining loss curves](study.png)",
+        "",
+        "## Set-up",
+        "",
+        f"- Data: the built-in synthetic motion videos (8 classes, chance 12.5%). Per seed: an unlabelled pool of "
+        f"{plan.pool_videos} clips for pretraining, {' or '.join(map(str, plan.labels_per_class))} labelled clips per "
+        f"class for fine-tuning, {plan.test_videos} held-out clips for the test. Seeds: "
+        f"{', '.join(map(str, plan.seeds))}.",
+        f"- Model and clips (every run): `{' '.join(plan.model + plan.clip)}`, fp32.",
+        f"- Masks: {plan.masks}.",
+        f"- Pretraining ({plan.pretrain_steps} steps): `{' '.join(plan.pretrain)}` plus the arm's mask flags.",
+        f"- Fine-tuning ({plan.finetune_steps} steps, every arm alike): `{' '.join(plan.finetune)}`; the final weights "
+        "are tested once, on the centre view of each held-out clip (synthetic clips are one clip long).",
+        "",
+        f"## Reconstruction of a held-out clip (tube 0.9, seed {plan.seeds[0]})",
+        "",
+        "![original, masked, reconstruction, error](study-visualize.png)",
+        "",
+    ]
+    if ITERATIONS.exists():
+        text += [ITERATIONS.read_text()]
+    path.write_text("\n".join(text))
+    return path
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command-line options of the driver."""
+    summary = __doc__.split("\n\n")[0]
+    parser = argparse.ArgumentParser(description=summary, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: one seed, a few steps (about 3 minutes)")
+    parser.add_argument("--out", type=Path, default=Path("runs/study"), help="run directories (default: runs/study)")
+    parser.add_argument("--jobs", type=int, default=1, help="arms run at once (default 1: honest wall times)")
+    parser.add_argument("--docs", type=Path, default=Path("docs"), help="where study.md/.png go (default: docs)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the study and write the report."""
+    args = parse_args(argv)
+    plan = QUICK if args.quick else Plan()
+    study = Study(plan, args.out)
+    results = run_study(study, args.jobs)
+    args.docs.mkdir(parents=True, exist_ok=True)
+    visualize(study, args.docs)
+    plot(results, plan, args.docs / "study.png")
+    (args.docs / "study.json").write_text(json.dumps([result_json(r) for r in results], indent=1))
+    command = "python examples/study/data_efficiency.py" + (" --quick" if args.quick else "")
+    command += f" --jobs {args.jobs}" if args.jobs > 1 else ""
+    report = write_report(results, plan, args.docs, command, sum(study.stage_seconds))
+    say(f"wrote {report}, {args.docs / 'study.png'}, {args.docs / 'study-visualize.png'}")
+
+
+def result_json(result: ArmResult) -> dict:
+    """One arm's numbers, for scripts."""
+    return {
+        "arm": result.arm.name,
+        "top1": {str(k): {str(s): v for s, v in by_seed.items()} for k, by_seed in result.top1.items()},
+        "pretrain_seconds": result.pretrain_seconds,
+        "finetune_seconds": {str(k): v for k, v in result.finetune_seconds.items()},
+    }
+
+
+if __name__ == "__main__":
+    main()

@@ -242,13 +242,13 @@ def run_arm(study: Study, arm: Arm) -> ArmResult:
         for per_class in study.plan.labels_per_class:
             tuned = study.finetune(arm, seed, per_class, init)
             result.finetune_seconds.setdefault(per_class, []).append(tuned.seconds)
-            top1 = test_top1(tuned.run)
+            top1 = final_top1(tuned.run)
             result.top1.setdefault(per_class, {})[seed] = top1
             say(f"{arm.name} | seed {seed} | {per_class} labels per class | top-1 {100 * top1:.1f}%")
     return result
 
 
-def test_top1(finetuned: Path) -> float:
+def final_top1(finetuned: Path) -> float:
     """Top-1 of the final weights on the held-out clips: the fine-tune run's one validation, after its last step."""
     rows = [json.loads(line) for line in (finetuned / "metrics.jsonl").read_text().splitlines()]
     return [row for row in rows if "val_top1" in row][-1]["val_top1"]

@@ -93,7 +93,8 @@ class Plan:
         "--set", "model.decoder_mlp_dim=256",
     )  # fmt: skip
     # 16 frames make 8 time slices, so frame masking can hide 7 of them (0.875, the nearest to 0.9).
-    clip: tuple[str, ...] = ("--set", "data.num_frames=16", "--set", "data.input_size=32")
+    num_frames: int = 16
+    input_size: int = 32
     pretrain: tuple[str, ...] = ("--batch-size", "32", "--lr", "1e-2", "--set", "optim.warmup_steps=50")
     pretrain_steps: int = 600
     finetune: tuple[str, ...] = (
@@ -108,6 +109,11 @@ class Plan:
         "7 of the 8 slices (0.875); the running cell at 0.5 decodes half of all positions"
     )
     arms: tuple[Arm, ...] = ARMS
+
+    @property
+    def clip(self) -> tuple[str, ...]:
+        """The clip-geometry flags of every training run."""
+        return ("--set", f"data.num_frames={self.num_frames}", "--set", f"data.input_size={self.input_size}")
 
     @property
     def common(self) -> list[str]:
@@ -268,11 +274,10 @@ def loss_curve(run: Path) -> tuple[list[int], list[float]]:
 def held_out_video(study: Study) -> Path:
     """One synthetic clip from a seed no run trains on, written as H.264 by `prepare-data`."""
     folder = study.out / "visualize-data"
-    geometry = dict(arg.split("=", 1) for arg in study.plan.clip if "=" in arg)
     # visualize-mask cuts the clip as evaluation does, every SAMPLING_RATE-th frame: render the video that long.
-    frames = int(geometry["data.num_frames"]) * SAMPLING_RATE
+    frames = study.plan.num_frames * SAMPLING_RATE
     argv = ["prepare-data", "--synthetic", "8", "--seed", "999", "--out", str(folder), "--progress", "off"]
-    argv += ["--num-frames", str(frames), "--size", geometry["data.input_size"]]
+    argv += ["--num-frames", str(frames), "--size", str(study.plan.input_size)]
     study.run_stage(folder, argv)
     return sorted((folder / "videos").rglob("*.mp4"))[0]
 

@@ -1,6 +1,6 @@
 """Acceptance: pretrain → fine-tune → evaluate end to end through the real CLI on the synthetic motion videos, as the
-example script a new user runs first. The slowest test in the suite (a few minutes): it is the one that shows the
-fine-tuned classifier learns the motion classes, well above chance."""
+example script a new user runs first (about a minute and a half): it is the one that shows the fine-tuned classifier
+learns the motion classes, well above chance."""
 
 from __future__ import annotations
 
@@ -27,4 +27,4 @@ def test_the_example_chain_fine_tunes_well_above_chance(tmp_path: Path) -> None:
     assert report["kind"] == "classifier" and report["views"] == "2x3"
     assert {"top1", "top5", "per_class", "confusion_matrix"} <= report.keys()
     assert len(report["per_class"]) == 8 and sum(map(sum, report["confusion_matrix"])) == report["num_videos"]
-    assert report["top1"] >= 3 * CHANCE, f"fine-tuned top-1 {report['top1']:.3f} is not well above chance"
+    assert report["top1"] >= 4 * CHANCE, f"fine-tuned top-1 {report['top1']:.3f} is not well above chance"

@@ -299,6 +299,14 @@ def test_the_spec_inherits_the_init_checkpoints_model_and_clip_geometry(tmp_path
     assert spec.model.drop_path == 0.1  # fine-tuning's own default, not the pretrain run's
 
 
+def test_the_spec_inherits_the_init_checkpoints_synthetic_scene(tmp_path: Path) -> None:
+    ckpt = tmp_path / "pretrain.safetensors"
+    save_pretrain(ckpt, "data.synthetic_scene=plain")
+    assert resolve_finetune_spec(None, [f"init={ckpt}"], {}).data.synthetic_scene == "plain"
+    fresh = resolve_finetune_spec(None, [f"init={ckpt}", "data.synthetic_scene=busy"], {})
+    assert fresh.data.synthetic_scene == "busy"
+
+
 def test_explicit_settings_win_over_the_init_checkpoint(tmp_path: Path) -> None:
     ckpt = tmp_path / "pretrain.safetensors"
     save_pretrain(ckpt, "model.depth=3")

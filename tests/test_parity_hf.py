@@ -30,8 +30,6 @@ BATCH = 2
 ATOL = 1e-5
 
 
-
-
 def make_hf(spec: ModelSpec, attn: str = "sdpa") -> nn.Module:
     """A random-init HF model of the same shape, with the decoder norm eps aligned to ours (HF hard-codes 1e-5)."""
     config = transformers.VideoMAEConfig(**hf_config_kwargs(spec, GRID), attn_implementation=attn)

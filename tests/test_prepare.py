@@ -11,13 +11,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from conftest import run_cli
 from videogen import write_audio_only, write_text_as_video, write_truncated, write_video, write_zero_bytes
 
 from videomae_cli.data import prepare, probe, video
 from videomae_cli.data.probe import probe_video
-from videomae_cli.data.synthetic import MOTION_CLASSES, synthetic_label
+from videomae_cli.data.synthetic import MOTION_CLASSES, render_clip, synthetic_label
 from videomae_cli.errors import ConfigError
 
 # decord is optional (Linux x86_64 wheels only); where it is missing, "auto" means pyav and decord is not tested.
@@ -424,3 +425,19 @@ def test_unavailable_decoder_is_a_config_error(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(ConfigError, match=r"^--decoder: .*decord.* not available"):
         prepare.prepare_data(spec, prepare.SilentPrepareReporter())
     assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_synthetic_scene_is_rendered_and_a_changed_scene_renders_again(tmp_path: Path) -> None:
+    def first_frame() -> np.ndarray:
+        path = tmp_path / "videos" / MOTION_CLASSES[synthetic_label(0, 0)] / "000000.mp4"
+        with av.open(str(path)) as container:
+            return next(container.decode(video=0)).to_ndarray(format="rgb24").astype(np.int16)
+
+    common = ("prepare-data", "--synthetic", "2", "--out", str(tmp_path), "--size", "32", "--num-frames", "4")
+    assert run_cli(*common, "--progress", "off").returncode == 0
+    busy = first_frame()
+    assert run_cli(*common, "--scene", "plain", "--progress", "off").returncode == 0
+    plain = first_frame()
+    expected = render_clip(0, 0, 4, 32, scene="plain")[0][0].astype(np.int16)
+    assert np.abs(plain - expected).mean() < np.abs(busy - expected).mean()
+    assert load(tmp_path / "videos", ".synthetic.json")["scene"] == "plain"

@@ -141,8 +141,6 @@ def reference_mae_st_target(video: Tensor) -> Tensor:
 # Fixtures: tiny models with every parameter random, clips, masks.
 
 
-
-
 def float64_state(model: nn.Module) -> dict[str, Tensor]:
     return {k: v.double() for k, v in model.state_dict().items()}
 

@@ -190,3 +190,59 @@ def test_every_class_uses_every_shape_kind() -> None:
         params = synthetic._clip_params(index, 0, 2, 16)
         kinds[params.label].add(params.main.kind)
     assert all(found == set(synthetic._SHAPE_KINDS) for found in kinds.values())
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Scenes
+
+
+def test_unknown_scene_is_rejected() -> None:
+    with pytest.raises(ValueError, match="scene must be one of busy, plain"):
+        render_clip(0, 0, 4, 32, scene="sunny")  # type: ignore[arg-type]  # the point of the test
+
+
+def test_plain_scene_keeps_labels_and_colours_but_drops_texture_and_distractors() -> None:
+    for index in range(24):
+        busy = synthetic._clip_params(index, 3, 8, 32, "busy")
+        plain = synthetic._clip_params(index, 3, 8, 32, "plain")
+        assert plain.label == busy.label
+        np.testing.assert_array_equal(plain.main.colour, busy.main.colour)
+        np.testing.assert_array_equal(plain.background.colour_a, busy.background.colour_a)
+        assert plain.distractors == ()
+        assert plain.background.noise_amp == 0 and plain.background.stripe_amp == 0
+        assert not plain.background.blob_colour.any()
+
+
+def test_plain_background_is_static_and_noise_free() -> None:
+    # Without noise or distractors, every pixel the main shape never touches is the same in every frame.
+    for index in range(8):
+        clip, _ = render_clip(index, 0, 8, 32, scene="plain")
+        untouched = (clip == clip[0]).all(axis=(0, 3))
+        assert untouched.mean() > 0.3
+        busy, _ = render_clip(index, 0, 8, 32, scene="busy")
+        assert (busy == busy[0]).all(axis=(0, 3)).mean() < 0.3  # the busy scene's pixel noise differs per frame
+
+
+def test_plain_main_shape_is_larger_and_travels_farther() -> None:
+    def mean_diameter_and_travel(scene: str) -> tuple[float, float]:
+        params = [synthetic._clip_params(i, 0, 8, 100, scene) for i in range(200)]  # type: ignore[arg-type]
+        moving = [p.main for p in params if MOTION_CLASSES[p.label] in ("right", "left", "down", "up")]
+        travel = [math.hypot(m.centre_x[-1] - m.centre_x[0], m.centre_y[-1] - m.centre_y[0]) for m in moving]
+        return float(np.mean([2 * p.main.radius[len(p.main.radius) // 2] for p in params])), float(np.mean(travel))
+
+    busy_size, busy_travel = mean_diameter_and_travel("busy")
+    plain_size, plain_travel = mean_diameter_and_travel("plain")
+    assert busy_size < 30 < plain_size  # mean mid-clip diameter 25 vs 40 pixels of 100
+    assert busy_travel < 45 < plain_travel  # mean travel 35 vs 55 pixels
+
+
+def test_dataset_from_spec_uses_the_spec_scene_and_splits() -> None:
+    from videomae_cli.specs import DataSpec
+
+    data = DataSpec(num_frames=4, input_size=16, synthetic_videos=3, synthetic_val_videos=2, synthetic_scene="plain")
+    train = SyntheticVideos.from_spec(data, seed=5)
+    held_out = SyntheticVideos.from_spec(data, seed=5, held_out=True)
+    assert (len(train), len(held_out)) == (3, 2)
+    np.testing.assert_array_equal(train[1][0].numpy(), render_clip(1, 5, 4, 16, scene="plain")[0])
+    first = synthetic.VALIDATION_FIRST_INDEX
+    np.testing.assert_array_equal(held_out[0][0].numpy(), render_clip(first, 5, 4, 16, scene="plain")[0])

@@ -751,6 +751,14 @@ def prepare_data(
     size: Annotated[
         int | None, typer.Option("--size", metavar="PX", help="Synthetic frame size (square). [default: 112]")
     ] = None,
+    scene: Annotated[
+        str | None,
+        typer.Option(
+            "--scene",
+            metavar="NAME",
+            help="Synthetic scene: busy (textured background, distractors) or plain. [default: busy]",
+        ),
+    ] = None,
 ) -> None:
     """Check every video of a dataset and write VideoMAE manifests (train.csv, val.csv; absolute paths), classes.json
     and report.json. Bad videos are listed in report.json and left out; nothing usable exits 3."""
@@ -772,6 +780,7 @@ def prepare_data(
             synthetic=synthetic,
             num_frames=num_frames,
             size=size,
+            scene=scene,
         )
         reporter = prepare.make_prepare_reporter(spec.progress)
         try:

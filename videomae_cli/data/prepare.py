@@ -46,7 +46,7 @@ from videomae_cli.data.manifest import CLASSES_FILE, class_names, read_manifest
 from videomae_cli.data.probe import ProbeResult, probe_video, transcode_video
 from videomae_cli.data.video import VideoError, resolve_backend
 from videomae_cli.errors import ConfigError, DataError
-from videomae_cli.specs import Strict
+from videomae_cli.specs import Strict, SyntheticScene
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv", ".ts"}
@@ -91,6 +91,7 @@ class PrepareSpec(Strict):
     synthetic: int | None = None
     num_frames: int = 16
     size: int = 112
+    scene: SyntheticScene = "busy"
 
     @field_validator("val_fraction")
     @classmethod
@@ -167,6 +168,7 @@ _FLAGS = {
     "synthetic": "--synthetic",
     "num_frames": "--num-frames",
     "size": "--size",
+    "scene": "--scene",
 }
 _NAMED = re.compile(r"^(SRC|--[a-z-]+): ")
 
@@ -855,6 +857,7 @@ def _synthetic_source(spec: PrepareSpec, out: Path, reporter: PrepareReporter) -
     videos = out / VIDEOS_DIR
     marker = videos / _SYNTHETIC_MARKER
     settings = {"seed": spec.seed, "num_frames": spec.num_frames, "size": spec.size, "fps": SYNTHETIC_FPS}
+    settings["scene"] = spec.scene
     try:
         reuse = json.loads(marker.read_text()) == settings
     except (OSError, ValueError):
@@ -866,7 +869,7 @@ def _synthetic_source(spec: PrepareSpec, out: Path, reporter: PrepareReporter) -
         rel = PurePath(MOTION_CLASSES[label], f"{index:06d}.mp4")
         items.append(SourceItem(videos / rel, label, None, rel))
         if not (reuse and (videos / rel).is_file()):
-            jobs.append((str(videos / rel), index, spec.seed, spec.num_frames, spec.size, SYNTHETIC_FPS))
+            jobs.append((str(videos / rel), index, spec.seed, spec.num_frames, spec.size, SYNTHETIC_FPS, spec.scene))
     for _ in run_jobs(write_synthetic_video, jobs, spec.workers, reporter, "render"):
         pass
     _write_json(marker, settings)

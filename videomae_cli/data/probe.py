@@ -18,12 +18,15 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import av
 import numpy as np
 
 from videomae_cli.data.video import VideoError, open_video
+
+if TYPE_CHECKING:
+    from videomae_cli.specs import SyntheticScene
 
 # Leading bytes of the containers we see in practice. A file that starts like a container but does not open is a
 # damaged video (typically an mp4 whose index, written last, was cut off), not a stray non-video file.
@@ -300,9 +303,11 @@ def _write_h264_atomic(
         temp.unlink(missing_ok=True)
 
 
-def write_synthetic_video(dst: str, index: int, seed: int, num_frames: int, size: int, fps: int) -> None:
-    """Render synthetic clip `index` (`synthetic.render_clip`) and write it as an H.264 mp4 at `dst`."""
+def write_synthetic_video(
+    dst: str, index: int, seed: int, num_frames: int, size: int, fps: int, scene: SyntheticScene = "busy"
+) -> None:
+    """Render synthetic clip `index` (`synthetic.render_clip`) in `scene` and write it as an H.264 mp4 at `dst`."""
     from videomae_cli.data.synthetic import render_clip  # imports torch: only workers that render pay for it
 
-    clip, _ = render_clip(index, seed, num_frames, size)
+    clip, _ = render_clip(index, seed, num_frames, size, scene)
     write_frames(dst, clip, fps, threads=1)

@@ -1,6 +1,8 @@
 """Procedural, deterministic synthetic videos whose class is defined by motion alone.
 
-Every clip shows a textured, noisy background, one large "main" shape and one or two small distractor shapes. The
+In the default "busy" scene every clip shows a textured, noisy background, one large "main" shape and one or two small
+distractor shapes; the "plain" scene keeps only the background's colour gradient and a larger main shape that travels
+farther (no stripes, blobs, pixel noise or distractors), a setting in which tiny models learn in minutes. The
 class says how the main shape moves (translate right/left/down/up, rotate clockwise/counter-clockwise, grow, shrink).
 Everything a single frame can show -- shape kind, colours, background texture, the distractors and their motion --
 is drawn from a random stream that never sees the label, so appearance is independent of the class by construction.
@@ -15,11 +17,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, get_args
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from videomae_cli.specs import SyntheticScene
+
+if TYPE_CHECKING:
+    from videomae_cli.specs import DataSpec
 
 MOTION_CLASSES: tuple[str, ...] = ("right", "left", "down", "up", "rotate_cw", "rotate_ccw", "grow", "shrink")
 
@@ -34,12 +42,28 @@ _LABEL_STREAM = 0x1ABE1
 _MARKER_EDGE = 0.4
 # Farthest any unit shape reaches from its centre (the square's corner, 0.8 * sqrt(2)), with a little slack.
 _SHAPE_REACH = 1.15
-_TRANSLATION_RANGE = (0.25, 0.45)  # distance travelled over the clip, as a fraction of the frame
 _TURN_RANGE_DEG = (90.0, 270.0)  # total rotation over the clip
 _MAX_TURN_PER_FRAME_DEG = 150.0  # < 180 so the direction between consecutive frames is never ambiguous
 _SCALE_FACTOR_RANGE = (1.8, 2.5)  # total growth (or shrinkage) factor over the clip
-_MAIN_DIAMETER_RANGE = (0.15, 0.35)  # mid-clip diameter, fraction of the frame
 _DISTRACTOR_DIAMETER_RANGE = (0.06, 0.12)
+
+
+@dataclass(frozen=True)
+class _SceneStyle:
+    """What a scene keeps of the full picture, and the main shape's size and travel (fractions of the frame)."""
+
+    texture: bool  # stripes, soft colour blobs and per-pixel noise over the background's colour gradient
+    distractors: bool
+    main_diameter: tuple[float, float]  # at mid-clip
+    translation: tuple[float, float]  # distance travelled over the clip by the translating classes
+
+
+_SCENES: dict[str, _SceneStyle] = {
+    "busy": _SceneStyle(texture=True, distractors=True, main_diameter=(0.15, 0.35), translation=(0.25, 0.45)),
+    "plain": _SceneStyle(texture=False, distractors=False, main_diameter=(0.3, 0.5), translation=(0.4, 0.7)),
+}
+SCENES: tuple[str, ...] = tuple(_SCENES)
+assert get_args(SyntheticScene) == SCENES  # the specs' choices and the styles must not drift apart
 
 
 @dataclass(frozen=True)
@@ -97,13 +121,15 @@ class _ClipParams:
     background: _Background
 
 
-def _check_args(index: int, seed: int, num_frames: int = 2, size: int = 8) -> None:
+def _check_args(index: int, seed: int, num_frames: int = 2, size: int = 8, scene: str = "busy") -> None:
     if index < 0 or seed < 0:
         raise ValueError(f"index and seed must be non-negative, got index={index}, seed={seed}")
     if num_frames < 2:
         raise ValueError(f"num_frames must be >= 2 (motion needs at least two frames), got {num_frames}")
     if size < 8:
         raise ValueError(f"size must be >= 8 pixels, got {size}")
+    if scene not in _SCENES:
+        raise ValueError(f"scene must be one of {', '.join(SCENES)}, got {scene!r}")
 
 
 def synthetic_label(index: int, seed: int) -> int:
@@ -166,10 +192,18 @@ def _sample_distractor(rng: np.random.Generator, tau: np.ndarray, size: int, dar
     )
 
 
-def _sample_appearance(rng: np.random.Generator, tau: np.ndarray, size: int) -> _Appearance:
-    """Draw every class-independent parameter; the label is deliberately not an argument."""
+def _sample_appearance(rng: np.random.Generator, tau: np.ndarray, size: int, style: _SceneStyle) -> _Appearance:
+    """Draw every class-independent parameter; the label is deliberately not an argument.
+
+    Every scene draws the same numbers in the same order and then drops what it does not show, so a clip's colours
+    and layout are the same in each scene.
+    """
     dark = bool(rng.integers(2))
     background = _sample_background(rng, dark)
+    if not style.texture:
+        background = replace(
+            background, stripe_amp=0.0, blob_colour=np.zeros_like(background.blob_colour), noise_amp=0.0
+        )
     main_colour = _foreground_colour(rng, dark, min_sat=0.6)
     # Rolling RGB turns the hue by 120 degrees at the same saturation, so the marker differs from the shape in hue.
     # Dark hues are hard to tell apart, so a dark shape's marker is also brightened, but kept darker than any light
@@ -185,14 +219,16 @@ def _sample_appearance(rng: np.random.Generator, tau: np.ndarray, size: int) -> 
         marker_colour=marker,
         mid_x=float(rng.uniform(0.3, 0.7) * size),
         mid_y=float(rng.uniform(0.3, 0.7) * size),
-        mid_radius=float(0.5 * rng.uniform(*_MAIN_DIAMETER_RANGE) * size),
+        mid_radius=float(0.5 * rng.uniform(*style.main_diameter) * size),
         mid_angle=float(rng.uniform(0.0, 2.0 * math.pi)),
-        distractors=tuple(_sample_distractor(rng, tau, size, dark) for _ in range(num_distractors)),
+        distractors=tuple(_sample_distractor(rng, tau, size, dark) for _ in range(num_distractors))
+        if style.distractors
+        else (),
     )
 
 
 def _main_pose(
-    name: str, look: _Appearance, rng: np.random.Generator, tau: np.ndarray, size: int
+    name: str, look: _Appearance, rng: np.random.Generator, tau: np.ndarray, size: int, style: _SceneStyle
 ) -> tuple[np.ndarray, ...]:
     """Per-frame (x, y, angle, radius) of the main shape for motion class ``name``; tau runs from -0.5 to 0.5."""
     x = np.full(tau.shape, look.mid_x)
@@ -201,9 +237,9 @@ def _main_pose(
     radius = np.full(tau.shape, look.mid_radius)
     sign = 1.0 if name in ("right", "down", "rotate_cw", "grow") else -1.0
     if name in ("right", "left"):
-        x = x + sign * rng.uniform(*_TRANSLATION_RANGE) * size * tau
+        x = x + sign * rng.uniform(*style.translation) * size * tau
     elif name in ("down", "up"):
-        y = y + sign * rng.uniform(*_TRANSLATION_RANGE) * size * tau
+        y = y + sign * rng.uniform(*style.translation) * size * tau
     elif name in ("rotate_cw", "rotate_ccw"):
         max_turn = min(_TURN_RANGE_DEG[1], _MAX_TURN_PER_FRAME_DEG * (tau.size - 1))
         angle = angle + sign * math.radians(rng.uniform(_TURN_RANGE_DEG[0], max_turn)) * tau
@@ -216,14 +252,15 @@ def _main_pose(
     return tuple(a.astype(np.float32) for a in (x, y, angle, radius))
 
 
-def _clip_params(index: int, seed: int, num_frames: int, size: int) -> _ClipParams:
+def _clip_params(index: int, seed: int, num_frames: int, size: int, scene: SyntheticScene = "busy") -> _ClipParams:
     """All parameters of clip ``index``; appearance and motion come from separate streams of ``(seed, index)``."""
-    _check_args(index, seed, num_frames, size)
+    _check_args(index, seed, num_frames, size, scene)
+    style = _SCENES[scene]
     label = synthetic_label(index, seed)
     appearance_ss, motion_ss, _ = np.random.SeedSequence([seed, index]).spawn(3)
     tau = np.linspace(-0.5, 0.5, num_frames)
-    look = _sample_appearance(np.random.default_rng(appearance_ss), tau, size)
-    x, y, angle, radius = _main_pose(MOTION_CLASSES[label], look, np.random.default_rng(motion_ss), tau, size)
+    look = _sample_appearance(np.random.default_rng(appearance_ss), tau, size, style)
+    x, y, angle, radius = _main_pose(MOTION_CLASSES[label], look, np.random.default_rng(motion_ss), tau, size, style)
     main = _ShapeTrack(look.main_kind, x, y, angle, radius, look.main_colour, look.marker_colour)
     return _ClipParams(label=label, main=main, distractors=look.distractors, background=look.background)
 
@@ -289,26 +326,29 @@ def _paint(frames: np.ndarray, track: _ShapeTrack) -> None:
         region[inside & (u > _MARKER_EDGE)] = track.marker_colour
 
 
-def render_clip(index: int, seed: int, num_frames: int = 16, size: int = 112) -> tuple[np.ndarray, int]:
-    """Render clip ``index`` of the synthetic motion dataset.
+def render_clip(
+    index: int, seed: int, num_frames: int = 16, size: int = 112, scene: SyntheticScene = "busy"
+) -> tuple[np.ndarray, int]:
+    """Render clip ``index`` of the synthetic motion dataset in ``scene`` ("busy" or "plain").
 
     Returns a uint8 array of shape [num_frames, size, size, 3] (T, H, W, RGB) and the class index into
     ``MOTION_CLASSES``. The result is a pure function of the arguments; scene geometry is expressed in fractions of
-    the frame, so the same (index, seed) shows the same scene at any ``size``.
+    the frame, so the same (index, seed) shows the same scene at any ``size``; its label is the same in every scene.
     """
-    params = _clip_params(index, seed, num_frames, size)
+    params = _clip_params(index, seed, num_frames, size, scene)
     frames = np.empty((num_frames, size, size, 3), dtype=np.float32)
     frames[:] = _render_background(params.background, size)
     for track in (*params.distractors, params.main):
         _paint(frames, track)
-    noise_ss = np.random.SeedSequence([seed, index]).spawn(3)[2]
-    noise = np.frombuffer(np.random.default_rng(noise_ss).bytes(frames.size), dtype=np.uint8).reshape(frames.shape)
     # Uniform noise of half-range noise_amp, built from raw bytes because that is far cheaper than float draws;
     # the +0.5 folds round-to-nearest into the final truncating cast.
     step = np.float32(2.0 * params.background.noise_amp)
     frames *= np.float32(255.0)
     frames += np.float32(0.5 - 127.5 * step)
-    frames += noise * step
+    if step > 0:
+        noise_ss = np.random.SeedSequence([seed, index]).spawn(3)[2]
+        noise = np.frombuffer(np.random.default_rng(noise_ss).bytes(frames.size), dtype=np.uint8)
+        frames += noise.reshape(frames.shape) * step
     np.clip(frames, 0.0, 255.0, out=frames)
     return frames.astype(np.uint8), params.label
 
@@ -325,17 +365,31 @@ class SyntheticVideos(Dataset):
     classes: tuple[str, ...] = MOTION_CLASSES
 
     def __init__(
-        self, num_videos: int, num_frames: int = 16, size: int = 112, seed: int = 0, first_index: int = 0
+        self,
+        num_videos: int,
+        num_frames: int = 16,
+        size: int = 112,
+        seed: int = 0,
+        first_index: int = 0,
+        scene: SyntheticScene = "busy",
     ) -> None:
         """Configure the dataset; nothing is rendered until an item is requested."""
         if num_videos < 0:
             raise ValueError(f"num_videos must be non-negative, got {num_videos}")
-        _check_args(first_index, seed, num_frames, size)
+        _check_args(first_index, seed, num_frames, size, scene)
+        self.scene = scene
         self.first_index = first_index
         self.num_videos = num_videos
         self.num_frames = num_frames
         self.size = size
         self.seed = seed
+
+    @classmethod
+    def from_spec(cls, data: DataSpec, seed: int, held_out: bool = False) -> SyntheticVideos:
+        """The built-in videos a DataSpec names: its `synthetic_videos` training clips or, with `held_out`, its
+        `synthetic_val_videos` validation clips (from VALIDATION_FIRST_INDEX), in its `synthetic_scene`."""
+        count, first = (data.synthetic_val_videos, VALIDATION_FIRST_INDEX) if held_out else (data.synthetic_videos, 0)
+        return cls(count, data.num_frames, data.input_size, seed, first, data.synthetic_scene)
 
     def __len__(self) -> int:
         """Number of clips."""
@@ -347,7 +401,7 @@ class SyntheticVideos(Dataset):
             index += self.num_videos
         if not 0 <= index < self.num_videos:
             raise IndexError(f"index out of range for {self.num_videos} videos")
-        clip, label = render_clip(self.first_index + index, self.seed, self.num_frames, self.size)
+        clip, label = render_clip(self.first_index + index, self.seed, self.num_frames, self.size, self.scene)
         return torch.from_numpy(clip), label
 
     def labels(self) -> list[int]:

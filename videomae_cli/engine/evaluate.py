@@ -268,7 +268,7 @@ def bank_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[Any, str
     from videomae_cli.data.loader import SyntheticSource
 
     if data.source == "synthetic" and spec.data in (None, "synthetic"):
-        videos = SyntheticVideos(data.synthetic_videos, data.num_frames, data.input_size, seed=seed)
+        videos = SyntheticVideos.from_spec(data, seed)
         return SyntheticSource(videos), "synthetic training videos"
     if spec.data is not None and Path(spec.data).is_dir():
         manifest = resolve_manifest(Path(spec.data))

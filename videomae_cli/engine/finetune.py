@@ -24,7 +24,7 @@ from torch import nn
 
 from videomae_cli.data.loader import ClipBatch, ClipSource, SampledClips, SyntheticSource
 from videomae_cli.data.manifest import class_names, read_manifest, resolve_manifest, validation_manifest
-from videomae_cli.data.synthetic import MOTION_CLASSES, VALIDATION_FIRST_INDEX, SyntheticVideos
+from videomae_cli.data.synthetic import MOTION_CLASSES, SyntheticVideos
 from videomae_cli.data.transforms import FinetuneTrainTransform
 from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource
 from videomae_cli.engine.checkpoint import model_metadata, save_weights
@@ -63,7 +63,7 @@ class LabelledData:
 def labelled_data(data: DataSpec, augment: AugmentSpec, seed: int) -> LabelledData:
     """Training and validation sources for spec.data: the built-in synthetic motion classes, or manifests."""
     if data.source == "synthetic":
-        videos = SyntheticVideos(data.synthetic_videos, data.num_frames, data.input_size, seed=seed)
+        videos = SyntheticVideos.from_spec(data, seed)
         train = SyntheticSource(videos, train_transform(data, augment, flip_default=False), seed)
         return LabelledData(train, synthetic_validation(data, seed), list(MOTION_CLASSES), "synthetic")
     from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
@@ -81,10 +81,7 @@ def labelled_data(data: DataSpec, augment: AugmentSpec, seed: int) -> LabelledDa
 
 def synthetic_validation(data: DataSpec, seed: int) -> SyntheticSource:
     """The held-out synthetic videos (indices no synthetic training set reaches)."""
-    videos = SyntheticVideos(
-        data.synthetic_val_videos, data.num_frames, data.input_size, seed=seed, first_index=VALIDATION_FIRST_INDEX
-    )
-    return SyntheticSource(videos)
+    return SyntheticSource(SyntheticVideos.from_spec(data, seed, held_out=True))
 
 
 def train_transform(data: DataSpec, augment: AugmentSpec, flip_default: bool) -> FinetuneTrainTransform:
@@ -236,7 +233,7 @@ class FinetuneTask:
             self.ema.module.load_state_dict(state["ema"])
 
 
-INHERITED_DATA = ("num_frames", "input_size")  # the clip geometry a checkpoint was trained on
+INHERITED_DATA = ("num_frames", "input_size", "synthetic_scene")  # the clips a checkpoint was trained on
 
 
 def resolve_finetune_spec(

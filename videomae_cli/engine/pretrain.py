@@ -76,7 +76,7 @@ def build_clips(spec: PretrainSpec) -> ClipSource:
     """The clip source named by spec.data: the built-in synthetic videos, or the videos of a manifest."""
     d = spec.data
     if d.source == "synthetic":
-        return SyntheticSource(SyntheticVideos(d.synthetic_videos, d.num_frames, d.input_size, seed=spec.run.seed))
+        return SyntheticSource(SyntheticVideos.from_spec(d, spec.run.seed))
     from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
 
     entries = read_manifest(resolve_manifest(Path(d.source)), d.root)

@@ -415,9 +415,10 @@ def write_report(results: Sequence[ArmResult], plan: Plan, docs: Path, command: 
         "",
         "## Set-up",
         "",
-        f"- Data: the built-in synthetic motion videos (8 classes, chance 12.5%). Per seed: an unlabelled pool of "
-        f"{plan.pool_videos} clips for pretraining, {' or '.join(map(str, plan.labels_per_class))} labelled clips per "
-        f"class for fine-tuning, {plan.test_videos} held-out clips for the test. Seeds: "
+        f"- Data: the built-in synthetic motion videos (the default busy scene; 8 classes, chance 12.5%). Per seed: "
+        f"an unlabelled pool of {plan.pool_videos} clips for pretraining, "
+        f"{' or '.join(map(str, plan.labels_per_class))} labelled clips per class for fine-tuning, "
+        f"{plan.test_videos} held-out clips for the test. Seeds: "
         f"{', '.join(map(str, plan.seeds))}.",
         f"- Model and clips (every run): `{' '.join(plan.model + plan.clip)}`, fp32.",
         f"- Masks: {plan.masks}.",

@@ -428,16 +428,21 @@ def test_unavailable_decoder_is_a_config_error(tmp_path: Path, monkeypatch: pyte
 
 
 def test_synthetic_scene_is_rendered_and_a_changed_scene_renders_again(tmp_path: Path) -> None:
-    def first_frame() -> np.ndarray:
-        path = tmp_path / "videos" / MOTION_CLASSES[synthetic_label(0, 0)] / "000000.mp4"
+    path = tmp_path / "videos" / MOTION_CLASSES[synthetic_label(0, 0)] / "000000.mp4"
+
+    def first_frame_after_preparing(scene: str) -> np.ndarray:
+        spec = prepare.build_prepare_spec(synthetic=1, out=tmp_path, size=32, num_frames=4, scene=scene, workers=1)
+        prepare.prepare_data(spec, prepare.make_prepare_reporter("off"))
         with av.open(str(path)) as container:
             return next(container.decode(video=0)).to_ndarray(format="rgb24").astype(np.int16)
 
-    common = ("prepare-data", "--synthetic", "2", "--out", str(tmp_path), "--size", "32", "--num-frames", "4")
-    assert run_cli(*common, "--progress", "off").returncode == 0
-    busy = first_frame()
-    assert run_cli(*common, "--scene", "plain", "--progress", "off").returncode == 0
-    plain = first_frame()
+    busy = first_frame_after_preparing("busy")
+    plain = first_frame_after_preparing("plain")
     expected = render_clip(0, 0, 4, 32, scene="plain")[0][0].astype(np.int16)
     assert np.abs(plain - expected).mean() < np.abs(busy - expected).mean()
     assert load(tmp_path / "videos", ".synthetic.json")["scene"] == "plain"
+
+
+def test_unknown_synthetic_scene_names_the_flag() -> None:
+    with pytest.raises(ConfigError, match=r"^--scene: input should be 'busy' or 'plain', got 'sunny'$"):
+        prepare.build_prepare_spec(synthetic=1, out=Path("prepared"), scene="sunny")

@@ -11,6 +11,7 @@ import torch
 
 from videomae_cli.data import synthetic
 from videomae_cli.data.synthetic import MOTION_CLASSES, SyntheticVideos, render_clip, synthetic_label
+from videomae_cli.specs import DataSpec, SyntheticScene
 
 
 def _first_index_of(label: int, seed: int = 0) -> int:
@@ -224,8 +225,8 @@ def test_plain_background_is_static_and_noise_free() -> None:
 
 
 def test_plain_main_shape_is_larger_and_travels_farther() -> None:
-    def mean_diameter_and_travel(scene: str) -> tuple[float, float]:
-        params = [synthetic._clip_params(i, 0, 8, 100, scene) for i in range(200)]  # type: ignore[arg-type]
+    def mean_diameter_and_travel(scene: SyntheticScene) -> tuple[float, float]:
+        params = [synthetic._clip_params(i, 0, 8, 100, scene) for i in range(200)]
         moving = [p.main for p in params if MOTION_CLASSES[p.label] in ("right", "left", "down", "up")]
         travel = [math.hypot(m.centre_x[-1] - m.centre_x[0], m.centre_y[-1] - m.centre_y[0]) for m in moving]
         return float(np.mean([2 * p.main.radius[len(p.main.radius) // 2] for p in params])), float(np.mean(travel))
@@ -237,8 +238,6 @@ def test_plain_main_shape_is_larger_and_travels_farther() -> None:
 
 
 def test_dataset_from_spec_uses_the_spec_scene_and_splits() -> None:
-    from videomae_cli.specs import DataSpec
-
     data = DataSpec(num_frames=4, input_size=16, synthetic_videos=3, synthetic_val_videos=2, synthetic_scene="plain")
     train = SyntheticVideos.from_spec(data, seed=5)
     held_out = SyntheticVideos.from_spec(data, seed=5, held_out=True)

@@ -22,9 +22,9 @@ SizeName = Literal["test", "tiny", "small", "base", "large", "huge", "giant"]
 assert SizeName.__args__ == SIZE_NAMES  # the CLI help and the table must not drift apart
 
 PositiveInt = Annotated[int, Field(gt=0)]
-SyntheticScene = Literal["busy", "plain"]  # the built-in synthetic videos' scenes (data/synthetic.py)
 NonNegativeInt = Annotated[int, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
+SyntheticScene = Literal["busy", "plain"]  # the built-in synthetic videos' scenes (data/synthetic.py)
 
 
 class Strict(BaseModel):

@@ -157,15 +157,9 @@ class Study:
         if run.exists():
             shutil.rmtree(run)  # interrupted, or run with other settings: redo it whole, so its wall time is honest
         run.mkdir(parents=True)
-        command = [sys.executable, "-m", "videomae_cli", *argv]
-        say(f"$ videomae {' '.join(argv)}")
         start = time.perf_counter()
-        with open(run / "study-stage.log", "w") as log:
-            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=child_env())
+        videomae(argv, run / "study-stage.log")
         seconds = time.perf_counter() - start
-        if result.returncode != 0:
-            tail = (run / "study-stage.log").read_text().strip().splitlines()[-5:]
-            raise SystemExit(f"stage failed (exit {result.returncode}): videomae {' '.join(argv)}\n" + "\n".join(tail))
         done.write_text(json.dumps({"seconds": seconds, "argv": list(argv)}))
         self.stage_seconds.append(seconds)
         return Stage(run, seconds)
@@ -204,9 +198,18 @@ def slug(name: str) -> str:
     return name.replace(" + ", "-").replace(" ", "-").replace(".", "")
 
 
-def child_env() -> dict[str, str]:
-    """The environment of the `videomae` subprocesses: unbuffered, so their logs are complete if one fails."""
-    return {**os.environ, "PYTHONUNBUFFERED": "1"}
+def videomae(argv: Sequence[str], log: Path) -> None:
+    """Run one `videomae` command, announced on the driver's output, its output in `log` (unbuffered, so the log is
+    complete if it fails); a failure stops the study with the command and the log's last lines."""
+    say(f"$ videomae {' '.join(argv)}")
+    command = [sys.executable, "-m", "videomae_cli", *argv]
+    with open(log, "w") as out:
+        result = subprocess.run(
+            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+    if result.returncode != 0:
+        tail = log.read_text().strip().splitlines()[-5:]
+        raise SystemExit(f"stage failed (exit {result.returncode}): videomae {' '.join(argv)}\n" + "\n".join(tail))
 
 
 def say(text: str) -> None:
@@ -289,8 +292,7 @@ def visualize(study: Study, docs: Path) -> Path:
     picture = docs / "study-visualize.png"
     argv = ["visualize-mask", str(checkpoint), "--video", str(held_out_video(study)), "--out", str(picture)]
     argv += ["--frames", "all", "--error-map"]
-    say(f"$ videomae {' '.join(argv)}")
-    subprocess.run([sys.executable, "-m", "videomae_cli", *argv], check=True, stdout=subprocess.DEVNULL)
+    videomae(argv, study.out / "visualize-mask.log")
     return picture
 
 

@@ -856,8 +856,13 @@ def _synthetic_source(spec: PrepareSpec, out: Path, reporter: PrepareReporter) -
     assert spec.synthetic is not None
     videos = out / VIDEOS_DIR
     marker = videos / _SYNTHETIC_MARKER
-    settings = {"seed": spec.seed, "num_frames": spec.num_frames, "size": spec.size, "fps": SYNTHETIC_FPS}
-    settings["scene"] = spec.scene
+    settings = {
+        "seed": spec.seed,
+        "num_frames": spec.num_frames,
+        "size": spec.size,
+        "fps": SYNTHETIC_FPS,
+        "scene": spec.scene,
+    }
     try:
         reuse = json.loads(marker.read_text()) == settings
     except (OSError, ValueError):

@@ -6,6 +6,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,45 @@ def test_help_lists_the_working_subcommands() -> None:
     commands = ("pretrain", "prepare-data", "finetune", "evaluate", "visualize-mask", "export", "convert", "predict")
     for command in (*commands, "embed", "doctor"):
         assert re.search(rf"^\s+{command}\s", result.stdout, flags=re.M), command
+
+
+# Runs the CLI in a fresh interpreter and says, last on stderr, whether torch was imported.
+TORCH_PROBE = """import sys
+from videomae_cli.cli import main
+sys.argv = ["videomae", *sys.argv[1:]]
+try:
+    main()
+finally:
+    print("torch imported:", "torch" in sys.modules, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["pretrain", "--set", "optim.lr=abc"],
+        ["pretrain", "--mask-ratio", "1.0"],
+        ["prepare-data", ".", "--out", "prepared", "--val-fraction", "1.5"],
+        ["embed", "ckpt.safetensors", "clip.mp4", "--out", "features.safetensors", "--pool", "max"],
+    ],
+    ids=lambda argv: " ".join(argv[:3]),
+)
+def test_a_bad_request_is_refused_before_torch_is_loaded(argv: list[str], tmp_path: Path) -> None:
+    # torch and timm take seconds to import; a typo should not cost that.
+    result = subprocess.run(
+        [sys.executable, "-c", TORCH_PROBE, *argv], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert result.returncode == 2, result.stderr
+    error, probe = result.stderr.strip().splitlines()
+    assert error.startswith("error: ") and probe == "torch imported: False"
+
+
+def test_print_config_does_not_load_torch(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", TORCH_PROBE, "pretrain", "--print-config"], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0 and yaml.safe_load(result.stdout)["kind"] == "pretrain"
+    assert result.stderr.strip() == "torch imported: False"
 
 
 PRETRAIN_FLAGS = (

@@ -2,7 +2,8 @@
 
 Each command builds a validated spec from its flags, calls the engine, and maps errors to the documented exit codes:
 0 ok · 1 unexpected internal error · 2 usage/config error · 3 data error · 4 non-finite loss · 75 stopped by
-SIGTERM/SIGUSR1 after a checkpoint (resume with --resume auto).
+SIGTERM/SIGUSR1 after a checkpoint (resume with --resume auto). The engine (torch and timm: seconds to import) is
+loaded only once the spec is valid, so a mistyped flag is refused in under a second.
 """
 
 from __future__ import annotations
@@ -201,10 +202,6 @@ def pretrain(
 ) -> None:
     """Pretrain a VideoMAE model (default 300 steps). With no options: a tiny model on the built-in synthetic
     videos, minutes on a CPU."""
-    from videomae_cli.engine.distributed import detect, process_group
-    from videomae_cli.engine.loop import train
-    from videomae_cli.engine.pretrain import setup
-    from videomae_cli.engine.progress import make_reporter
     from videomae_cli.specs import PretrainSpec, resolve_spec, spec_to_yaml
 
     flags = {
@@ -225,6 +222,12 @@ def pretrain(
         if print_config:
             typer.echo(spec_to_yaml(spec), nl=False)
             return
+        # the request is valid: now load torch (see the module docstring)
+        from videomae_cli.engine.distributed import detect, process_group
+        from videomae_cli.engine.loop import train
+        from videomae_cli.engine.pretrain import setup
+        from videomae_cli.engine.progress import make_reporter
+
         reporter = make_reporter(spec.run.progress, label="pretrain", rank=detect().rank)
         with process_group():
             train(setup(spec, argv=["videomae", *sys.argv[1:]]), reporter)
@@ -379,9 +382,6 @@ def evaluate(
 ) -> None:
     """Evaluate a checkpoint. Classifier: multi-view top-1/top-5, per-class accuracy, confusion matrix and
     per-video predictions. Pretrain: masked reconstruction loss, k-NN and linear-probe top-1 on frozen features."""
-    from videomae_cli.engine.evaluate import evaluate as run_evaluation
-    from videomae_cli.engine.metrics import per_class_table, report_table
-    from videomae_cli.engine.progress import make_reporter
     from videomae_cli.specs import EvaluateSpec, resolve_spec
 
     flags = {
@@ -397,6 +397,11 @@ def evaluate(
     }
     with user_errors():
         spec = resolve_spec(EvaluateSpec, flags=flags)
+        # the request is valid: now load torch (see the module docstring)
+        from videomae_cli.engine.evaluate import evaluate as run_evaluation
+        from videomae_cli.engine.metrics import per_class_table, report_table
+        from videomae_cli.engine.progress import make_reporter
+
         reporter = make_reporter(spec.progress, label="evaluate")
         try:
             result = run_evaluation(spec, reporter)
@@ -528,8 +533,6 @@ def predict(
     skipped (exit 0 when some video was classified, 3 when none was)."""
     from rich.table import Table
 
-    from videomae_cli.engine.predict import predict as run_prediction
-    from videomae_cli.engine.progress import make_reporter
     from videomae_cli.errors import DataError
     from videomae_cli.specs import PredictSpec, resolve_spec
 
@@ -547,6 +550,10 @@ def predict(
     }
     with user_errors():
         spec = resolve_spec(PredictSpec, flags=flags)
+        # the request is valid: now load torch (see the module docstring)
+        from videomae_cli.engine.predict import predict as run_prediction
+        from videomae_cli.engine.progress import make_reporter
+
         reporter = make_reporter(spec.progress, label="predict")
         try:
             found, failures = run_prediction(spec, reporter)
@@ -629,9 +636,6 @@ def embed(
     """Extract encoder features: one vector (or every token) per video, or per sliding window of a long video (as
     VideoMAE V2's temporal-detection features). Large jobs run in shards; running the same command again resumes.
     Unreadable inputs are reported and skipped (exit 3 when none could be read)."""
-    from videomae_cli.engine.embed import embed as run_embedding
-    from videomae_cli.engine.embed import index_path
-    from videomae_cli.engine.progress import make_reporter
     from videomae_cli.errors import ConfigError, DataError
     from videomae_cli.specs import EmbedSpec, resolve_spec
 
@@ -654,6 +658,11 @@ def embed(
         if out is None:
             raise ConfigError("--out: required (videomae embed CKPT INPUT... --out FILE.safetensors)")
         spec = resolve_spec(EmbedSpec, flags=flags)
+        # the request is valid: now load torch (see the module docstring)
+        from videomae_cli.engine.embed import embed as run_embedding
+        from videomae_cli.engine.embed import index_path
+        from videomae_cli.engine.progress import make_reporter
+
         reporter = make_reporter(spec.progress, label="embed")
         try:
             result = run_embedding(spec, reporter)

@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from videomae_cli.models.pretrain import MaskedTokens
-from videomae_cli.models.vit import TokenGrid
+from videomae_cli.models.grid import TokenGrid
 from videomae_cli.seeding import Stream, sample_rng
 from videomae_cli.specs import MaskSpec
+
+if TYPE_CHECKING:
+    from videomae_cli.models.pretrain import MaskedTokens
 
 
 def tube_mask(grid: TokenGrid, ratio: float, rng: np.random.Generator) -> np.ndarray:
@@ -115,6 +117,11 @@ class MaskGenerator:
 
 def collate_masks(masks: Sequence[SampleMask]) -> MaskedTokens:
     """Stack per-sample masks into the batch index tensors the model consumes."""
+    # Imported here: the rest of this module is numpy only, and specs use it to check a mask before torch is loaded.
+    import torch
+
+    from videomae_cli.models.pretrain import MaskedTokens
+
     weight = None
     if masks[0].weight is not None:
         weight = torch.from_numpy(np.stack([m.weight for m in masks]))

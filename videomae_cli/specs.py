@@ -15,8 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from videomae_cli.errors import ConfigError
+from videomae_cli.models.grid import TokenGrid
 from videomae_cli.models.sizes import SIZE_NAMES, SIZES
-from videomae_cli.models.vit import TokenGrid
 
 SizeName = Literal["test", "tiny", "small", "base", "large", "huge", "giant"]
 assert SizeName.__args__ == SIZE_NAMES  # the CLI help and the table must not drift apart

@@ -7,7 +7,6 @@ Tokens are tubelets of `tubelet` frames × p × p pixels, ordered (t, h, w). Pix
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -16,43 +15,10 @@ from timm.layers import DropPath
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from videomae_cli.models.grid import TokenGrid
+
 if TYPE_CHECKING:
     from videomae_cli.specs import ModelSpec
-
-
-@dataclass(frozen=True)
-class TokenGrid:
-    """The token grid of a clip: T/tubelet time slices of (H/p) × (W/p) patches."""
-
-    frames: int
-    height: int
-    width: int
-    patch: int
-    tubelet: int
-
-    @property
-    def t(self) -> int:
-        return self.frames // self.tubelet
-
-    @property
-    def h(self) -> int:
-        return self.height // self.patch
-
-    @property
-    def w(self) -> int:
-        return self.width // self.patch
-
-    @property
-    def per_slice(self) -> int:
-        return self.h * self.w
-
-    @property
-    def num_tokens(self) -> int:
-        return self.t * self.h * self.w
-
-    @property
-    def patch_dim(self) -> int:
-        return 3 * self.tubelet * self.patch * self.patch
 
 
 def patchify(video: torch.Tensor, grid: TokenGrid) -> torch.Tensor:

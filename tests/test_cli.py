@@ -36,30 +36,35 @@ finally:
 """
 
 
+def run_probed(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI with `argv`, in a fresh interpreter whose last stderr line says whether torch was imported."""
+    return subprocess.run(
+        [sys.executable, "-c", TORCH_PROBE, *argv], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
+
+
 @pytest.mark.parametrize(
     "argv",
     [
         ["pretrain", "--set", "optim.lr=abc"],
         ["pretrain", "--mask-ratio", "1.0"],
         ["prepare-data", ".", "--out", "prepared", "--val-fraction", "1.5"],
+        ["evaluate", "ckpt.safetensors", "--views", "abc"],
+        ["predict", "ckpt.safetensors", "clip.mp4", "--top-k", "0"],
         ["embed", "ckpt.safetensors", "clip.mp4", "--out", "features.safetensors", "--pool", "max"],
     ],
     ids=lambda argv: " ".join(argv[:3]),
 )
 def test_a_bad_request_is_refused_before_torch_is_loaded(argv: list[str], tmp_path: Path) -> None:
     # torch and timm take seconds to import; a typo should not cost that.
-    result = subprocess.run(
-        [sys.executable, "-c", TORCH_PROBE, *argv], capture_output=True, text=True, cwd=tmp_path, timeout=120
-    )
+    result = run_probed(argv, tmp_path)
     assert result.returncode == 2, result.stderr
     error, probe = result.stderr.strip().splitlines()
     assert error.startswith("error: ") and probe == "torch imported: False"
 
 
 def test_print_config_does_not_load_torch(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", TORCH_PROBE, "pretrain", "--print-config"], capture_output=True, text=True, cwd=tmp_path
-    )
+    result = run_probed(["pretrain", "--print-config"], tmp_path)
     assert result.returncode == 0 and yaml.safe_load(result.stdout)["kind"] == "pretrain"
     assert result.stderr.strip() == "torch imported: False"
 

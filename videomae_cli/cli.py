@@ -3,7 +3,8 @@
 Each command builds a validated spec from its flags, calls the engine, and maps errors to the documented exit codes:
 0 ok · 1 unexpected internal error · 2 usage/config error · 3 data error · 4 non-finite loss · 75 stopped by
 SIGTERM/SIGUSR1 after a checkpoint (resume with --resume auto). The engine (torch and timm: seconds to import) is
-loaded only once the spec is valid, so a mistyped flag is refused in under a second.
+loaded only once the spec is valid, so a mistyped flag is refused without it (not by finetune, whose spec is read from
+its --init checkpoint).
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from videomae_cli.cores import cores_per_process
+
 # Hand-written: what was tried before the current plan, and what it showed; appended to docs/study.md.
 ITERATIONS = Path(__file__).with_name("iterations.md")
 DONE_FILE = "study-stage.json"  # written into a run directory when its stage finished; holds the wall time
@@ -455,6 +457,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     plan = QUICK if args.quick else Plan()
     study = Study(plan, args.out)
+    if args.jobs > 1:  # each of the commands that run at once gets its share of the cores; the user's setting wins
+        os.environ.setdefault("OMP_NUM_THREADS", str(cores_per_process(args.jobs)))
     results = run_study(study, args.jobs)
     args.docs.mkdir(parents=True, exist_ok=True)
     visualize(study, args.docs)

@@ -42,6 +42,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from videomae_cli.cores import cores_per_process
 from videomae_cli.data.manifest import CLASSES_FILE, class_names, read_manifest
 from videomae_cli.data.probe import ProbeResult, probe_video, transcode_video
 from videomae_cli.data.video import VideoError, resolve_backend
@@ -416,7 +417,7 @@ def _transcode_all(
     assert spec.resize_short is not None
     targets = _transcode_targets(items, videos)
     todo = [item for item in items if not _is_fresh(targets[item.path], item.path)]
-    threads = max(1, (os.cpu_count() or 1) // max(1, min(spec.workers, len(todo) or 1)))
+    threads = cores_per_process(min(spec.workers, len(todo) or 1))
     jobs = [(str(item.path), str(targets[item.path]), spec.resize_short, threads) for item in todo]
     failures = {
         item.path: reason

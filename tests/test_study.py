@@ -74,3 +74,36 @@ def test_a_stage_finished_with_other_settings_is_run_again(tmp_path: Path) -> No
     run = finished_stage(tmp_path, ["pretrain", "--steps", "600"])
     with pytest.raises(SystemExit, match="stage failed"):
         driver.Study(driver.QUICK, tmp_path).run_stage(run, ["not-a-command"])
+
+
+def threads_the_stages_see(monkeypatch, jobs: int) -> str | None:
+    """OMP_NUM_THREADS as the driver's commands would inherit it, with `jobs` arms at once on an 8-core machine."""
+    driver = load_driver()
+    monkeypatch.setattr(driver.os, "cpu_count", lambda: 8)
+    seen = []
+
+    def first_stage(study, jobs):
+        seen.append(driver.os.environ.get("OMP_NUM_THREADS"))
+        raise SystemExit("stop before running anything")
+
+    monkeypatch.setattr(driver, "run_study", first_stage)
+    with pytest.raises(SystemExit, match="stop before"):
+        driver.main(["--jobs", str(jobs), "--out", "unused"])
+    return seen[0]
+
+
+def test_arms_run_at_once_share_the_cores(monkeypatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "unset")
+    monkeypatch.delenv("OMP_NUM_THREADS")  # restored afterwards, whatever main() sets
+    assert threads_the_stages_see(monkeypatch, jobs=2) == "4"
+
+
+def test_one_job_leaves_the_thread_count_to_torch(monkeypatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "unset")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert threads_the_stages_see(monkeypatch, jobs=1) is None
+
+
+def test_a_users_thread_setting_wins(monkeypatch) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert threads_the_stages_see(monkeypatch, jobs=2) == "3"

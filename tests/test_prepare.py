@@ -444,5 +444,5 @@ def test_synthetic_scene_is_rendered_and_a_changed_scene_renders_again(tmp_path:
 
 
 def test_unknown_synthetic_scene_names_the_flag() -> None:
-    with pytest.raises(ConfigError, match=r"^--scene: input should be 'busy' or 'plain', got 'sunny'$"):
+    with pytest.raises(ConfigError, match=r"^--scene: input should be 'busy', 'plain' or 'field', got 'sunny'$"):
         prepare.build_prepare_spec(synthetic=1, out=Path("prepared"), scene="sunny")

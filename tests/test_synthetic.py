@@ -245,3 +245,84 @@ def test_dataset_from_spec_uses_the_spec_scene_and_splits() -> None:
     np.testing.assert_array_equal(train[1][0].numpy(), render_clip(1, 5, 4, 16, scene="plain")[0])
     first = synthetic.VALIDATION_FIRST_INDEX
     np.testing.assert_array_equal(held_out[0][0].numpy(), render_clip(first, 5, 4, 16, scene="plain")[0])
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The field scene: no object, a smooth texture that moves as a whole
+
+
+def test_field_scene_is_deterministic_and_keeps_the_label() -> None:
+    for index in range(16):
+        clip, label = render_clip(index, 4, 8, 16, scene="field")
+        again, _ = render_clip(index, 4, 8, 16, scene="field")
+        np.testing.assert_array_equal(clip, again)
+        assert clip.shape == (8, 16, 16, 3) and clip.dtype == np.uint8
+        assert label == synthetic_label(index, 4) == render_clip(index, 4, 4, 16, scene="busy")[1]
+
+
+@pytest.mark.parametrize(
+    ("motion", "screen", "came_from"),
+    [
+        ("right", (0.0, 0.0), "left"),
+        ("left", (0.0, 0.0), "right"),
+        ("down", (0.0, 0.0), "above"),
+        ("up", (0.0, 0.0), "below"),
+        ("rotate_cw", (0.3, 0.0), "above"),  # clockwise on screen (+y down): 12 o'clock turns towards 3 o'clock
+        ("rotate_ccw", (0.3, 0.0), "below"),
+        ("grow", (0.3, 0.0), "left"),  # the texture at x = 0.3 came from nearer the centre
+        ("shrink", (0.3, 0.0), "right"),
+    ],
+)
+def test_field_texture_moves_as_its_class_says(motion: str, screen: tuple[float, float], came_from: str) -> None:
+    x, y = np.array(screen[0]), np.array(screen[1])
+    u, v = synthetic.field_coords(motion, synthetic._FIELD_MOTION[motion][0], np.array(0.5), x, y)  # last frame
+    offset = {"left": x - u, "right": u - x, "above": y - v, "below": v - y}  # +y points down
+    assert offset[came_from] > 0.05
+    still_u, still_v = synthetic.field_coords(motion, synthetic._FIELD_MOTION[motion][0], np.array(0.0), x, y)
+    assert (still_u, still_v) == (x, y)  # mid-clip, every class shows the texture as drawn
+
+
+def _best_shift(first: np.ndarray, last: np.ndarray, reach: int) -> tuple[int, int]:
+    """The (dx, dy) in pixels that best maps `first` onto `last` (least squared error over the overlap)."""
+    size = first.shape[0]
+    errors = {}
+    for dy in range(-reach, reach + 1):
+        for dx in range(-reach, reach + 1):
+            moved = last[max(dy, 0) : size + min(dy, 0), max(dx, 0) : size + min(dx, 0)]
+            source = first[max(-dy, 0) : size + min(-dy, 0), max(-dx, 0) : size + min(-dx, 0)]
+            errors[dx, dy] = float(((moved.astype(float) - source) ** 2).mean())
+    return min(errors, key=errors.__getitem__)
+
+
+@pytest.mark.parametrize(
+    ("motion", "sign_x", "sign_y"), [("right", 1, 0), ("left", -1, 0), ("down", 0, 1), ("up", 0, -1)]
+)
+def test_field_clip_pans_by_a_quarter_to_almost_half_the_frame(
+    monkeypatch: pytest.MonkeyPatch, motion: str, sign_x: int, sign_y: int
+) -> None:
+    _force_label(monkeypatch, MOTION_CLASSES.index(motion))
+    for index in range(3):
+        clip, _ = render_clip(index, 0, 8, 48, scene="field")
+        dx, dy = _best_shift(clip[0], clip[-1], reach=24)
+        travel = dx * sign_x + dy * sign_y
+        assert 0.25 * 48 - 1 <= travel <= 0.45 * 48 + 1  # pans 25-45% of the frame
+        assert abs(dx * sign_y) + abs(dy * sign_x) <= 1  # nothing across (the waves make it ambiguous to a pixel)
+
+
+def test_field_mid_clip_frame_is_the_same_for_every_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With an odd number of frames the middle one is at clip time 0: it shows the texture as drawn, whatever the class.
+    for index in range(4):
+        middles = []
+        for label in range(len(MOTION_CLASSES)):
+            _force_label(monkeypatch, label)
+            middles.append(render_clip(index, 1, 9, 16, scene="field")[0][4])
+        for middle in middles[1:]:
+            np.testing.assert_array_equal(middle, middles[0])
+
+
+def test_field_texture_is_smooth_and_varied() -> None:
+    clips = np.stack([render_clip(index, 2, 4, 32, scene="field")[0] for index in range(32)]).astype(float)
+    neighbour_step = np.abs(np.diff(clips, axis=3)).mean()
+    assert neighbour_step < 8  # 1-2.2 cycles per frame width: a few grey levels between neighbouring pixels
+    assert clips.std(axis=(1, 2, 3)).mean() > 10  # but each clip has visible structure
+    assert clips.mean(axis=(1, 2, 3, 4)).std() > 5  # and clips differ in colour

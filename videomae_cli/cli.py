@@ -766,7 +766,8 @@ def prepare_data(
         typer.Option(
             "--scene",
             metavar="NAME",
-            help="Synthetic scene: busy (textured background, distractors) or plain. [default: busy]",
+            help="Synthetic scene: busy (textured background, distractors), plain (one shape on a colour gradient) "
+            "or field (a texture moving as a whole). [default: busy]",
         ),
     ] = None,
 ) -> None:

@@ -24,7 +24,7 @@ assert SizeName.__args__ == SIZE_NAMES  # the CLI help and the table must not dr
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 Probability = Annotated[float, Field(ge=0.0, lt=1.0)]
-SyntheticScene = Literal["busy", "plain"]  # the built-in synthetic videos' scenes (data/synthetic.py)
+SyntheticScene = Literal["busy", "plain", "field"]  # the built-in synthetic videos' scenes (data/synthetic.py)
 
 
 class Strict(BaseModel):
@@ -95,7 +95,7 @@ class DataSpec(Strict):
     sampling: Literal["dense", "segment"] = "dense"  # K400-style frames at a stride, or one per segment (SSv2)
     sampling_rate: PositiveInt = 4
     synthetic_videos: PositiveInt = 2048
-    synthetic_scene: SyntheticScene = "busy"  # "plain": no background texture or distractor shapes
+    synthetic_scene: SyntheticScene = "busy"  # "plain": no texture or distractors; "field": a moving texture, no shape
     val_source: str | None = None  # fine-tuning validation manifest (default: val.csv beside the training manifest)
     synthetic_val_videos: PositiveInt = 256  # held-out synthetic videos (never in any synthetic training set)
     num_sample: PositiveInt = 1  # repeated sampling: clips (crops + masks) cut from each decoded video

@@ -2,8 +2,11 @@
 
 In the default "busy" scene every clip shows a textured, noisy background, one large "main" shape and one or two small
 distractor shapes; the "plain" scene keeps only the background's colour gradient and a larger main shape that travels
-farther (no stripes, blobs, pixel noise or distractors), a setting in which tiny models learn in minutes. The
-class says how the main shape moves (translate right/left/down/up, rotate clockwise/counter-clockwise, grow, shrink).
+farther (no stripes, blobs, pixel noise or distractors), a setting in which tiny models learn in minutes. The "field"
+scene has no shape at all: a smooth texture of coloured plane waves fills the frame and moves as a whole, so every
+patch shows the motion (the scene in which a tiny 90%-masked autoencoder learns features of the motion on a CPU). The
+class says how the main shape, or the field, moves (translate right/left/down/up, rotate clockwise/counter-clockwise,
+grow, shrink).
 Everything a single frame can show -- shape kind, colours, background texture, the distractors and their motion --
 is drawn from a random stream that never sees the label, so appearance is independent of the class by construction.
 The main shape's size, position and angle are parameterised around the *middle* of the clip with class-independent
@@ -46,6 +49,18 @@ _TURN_RANGE_DEG = (90.0, 270.0)  # total rotation over the clip
 _MAX_TURN_PER_FRAME_DEG = 150.0  # < 180 so the direction between consecutive frames is never ambiguous
 _SCALE_FACTOR_RANGE = (1.8, 2.5)  # total growth (or shrinkage) factor over the clip
 _DISTRACTOR_DIAMETER_RANGE = (0.06, 0.12)
+# The "field" scene: three plane waves of 1-2.2 cycles per frame width, each adding up to ±0.2 per colour channel to a
+# base colour; the field pans 25-45% of the frame, turns 45-90° or zooms by 1.6-2.2x over the clip.
+_FIELD_WAVES = 3
+_FIELD_BASE = (0.3, 0.7)
+_FIELD_CYCLES = (1.0, 2.2)
+_FIELD_CONTRAST = 0.2
+_FIELD_PAN = (0.25, 0.45)
+_FIELD_MOTION: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(("right", "left", "down", "up"), _FIELD_PAN),
+    **dict.fromkeys(("rotate_cw", "rotate_ccw"), (math.radians(45.0), math.radians(90.0))),
+    **dict.fromkeys(("grow", "shrink"), (1.6, 2.2)),
+}
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,7 @@ _SCENES: dict[str, _SceneStyle] = {
     "busy": _SceneStyle(texture=True, distractors=True, main_diameter=(0.15, 0.35), translation=(0.25, 0.45)),
     "plain": _SceneStyle(texture=False, distractors=False, main_diameter=(0.3, 0.5), translation=(0.4, 0.7)),
 }
-SCENES: tuple[str, ...] = tuple(_SCENES)
+SCENES: tuple[str, ...] = (*_SCENES, "field")  # "field" has no shapes: see _render_field
 assert get_args(SyntheticScene) == SCENES  # the specs' choices and the styles must not drift apart
 
 
@@ -128,7 +143,7 @@ def _check_args(index: int, seed: int, num_frames: int = 2, size: int = 8, scene
         raise ValueError(f"num_frames must be >= 2 (motion needs at least two frames), got {num_frames}")
     if size < 8:
         raise ValueError(f"size must be >= 8 pixels, got {size}")
-    if scene not in _SCENES:
+    if scene not in SCENES:
         raise ValueError(f"scene must be one of {', '.join(SCENES)}, got {scene!r}")
 
 
@@ -329,12 +344,15 @@ def _paint(frames: np.ndarray, track: _ShapeTrack) -> None:
 def render_clip(
     index: int, seed: int, num_frames: int = 16, size: int = 112, scene: SyntheticScene = "busy"
 ) -> tuple[np.ndarray, int]:
-    """Render clip ``index`` of the synthetic motion dataset in ``scene`` ("busy" or "plain").
+    """Render clip ``index`` of the synthetic motion dataset in ``scene`` ("busy", "plain" or "field").
 
     Returns a uint8 array of shape [num_frames, size, size, 3] (T, H, W, RGB) and the class index into
     ``MOTION_CLASSES``. The result is a pure function of the arguments; scene geometry is expressed in fractions of
     the frame, so the same (index, seed) shows the same scene at any ``size``; its label is the same in every scene.
     """
+    if scene == "field":
+        _check_args(index, seed, num_frames, size, scene)
+        return _render_field(index, seed, num_frames, size), synthetic_label(index, seed)
     params = _clip_params(index, seed, num_frames, size, scene)
     frames = np.empty((num_frames, size, size, 3), dtype=np.float32)
     frames[:] = _render_background(params.background, size)
@@ -351,6 +369,53 @@ def render_clip(
         frames += noise.reshape(frames.shape) * step
     np.clip(frames, 0.0, 255.0, out=frames)
     return frames.astype(np.uint8), params.label
+
+
+def field_coords(motion: str, amount: float, tau: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Where the field's texture shown at screen point (x, y) at clip time ``tau`` lies in the mid-clip texture.
+
+    The whole field moves as ``motion`` (a ``MOTION_CLASSES`` name) says, by ``amount`` over the clip (``tau`` runs
+    from -0.5 to 0.5): a pan by that fraction of the frame, a turn by that many radians about the centre (clockwise on
+    screen for "rotate_cw", since +y points down), or a zoom by that factor about the centre. Inverting the motion
+    gives the texture coordinates (u, v); (x, y) are centred, in fractions of the frame.
+    """
+    toward = 1.0 if motion in ("right", "down", "rotate_cw", "grow") else -1.0
+    if motion in ("right", "left"):
+        return x - toward * amount * tau, y + 0 * tau
+    if motion in ("down", "up"):
+        return x + 0 * tau, y - toward * amount * tau
+    if motion in ("rotate_cw", "rotate_ccw"):
+        back = -toward * amount * tau  # undo the turn made by time tau
+        return x * np.cos(back) - y * np.sin(back), x * np.sin(back) + y * np.cos(back)
+    scale = amount ** (-toward * tau)  # undo the zoom made by time tau
+    return x * scale, y * scale
+
+
+def _render_field(index: int, seed: int, num_frames: int, size: int) -> np.ndarray:
+    """The "field" scene: no object; a smooth texture of coloured plane waves fills the frame and moves as a whole.
+
+    Every patch shows the motion, so a masked autoencoder that sees a few patches of each frame can learn it. The
+    texture (base colour, wave frequencies, directions, phases and colours) comes from a stream that never sees the
+    label, and is defined at mid-clip; the motion's size is drawn from another, class-independent range.
+    """
+    motion = MOTION_CLASSES[synthetic_label(index, seed)]
+    appearance_seed, motion_seed, _ = np.random.SeedSequence([seed, index]).spawn(3)
+    look = np.random.default_rng(appearance_seed)
+    base = look.uniform(*_FIELD_BASE, size=3)
+    cycles = look.uniform(*_FIELD_CYCLES, size=_FIELD_WAVES)  # per frame width
+    direction = look.uniform(0, 2 * math.pi, size=_FIELD_WAVES)
+    phase = look.uniform(0, 2 * math.pi, size=_FIELD_WAVES)
+    colour = look.uniform(-_FIELD_CONTRAST, _FIELD_CONTRAST, size=(_FIELD_WAVES, 3))
+    amount = np.random.default_rng(motion_seed).uniform(*_FIELD_MOTION[motion])
+
+    tau = np.linspace(-0.5, 0.5, num_frames)[:, None, None]  # [T, 1, 1]
+    centred = (np.arange(size) + 0.5) / size - 0.5
+    u, v = field_coords(motion, amount, tau, centred[None, None, :], centred[None, :, None])  # each [T, H, W]
+    image = np.broadcast_to(base, (num_frames, size, size, 3)).astype(np.float32)  # [T, H, W, 3]
+    for k in range(_FIELD_WAVES):
+        along = u * math.cos(direction[k]) + v * math.sin(direction[k])
+        image += np.sin(2 * math.pi * cycles[k] * along + phase[k])[..., None] * colour[k]
+    return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 class SyntheticVideos(Dataset):

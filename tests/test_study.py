@@ -65,7 +65,7 @@ def finished_stage(tmp_path: Path, argv: list[str]) -> Path:
 def test_a_rerun_reuses_a_stage_finished_with_the_same_command(tmp_path: Path) -> None:
     driver = load_driver()
     run = finished_stage(tmp_path, ["not-a-command"])
-    stage = driver.Study(driver.QUICK, tmp_path).run_stage(run, ["not-a-command"])  # would fail if it ran
+    stage = driver.Study(driver.PLANS["busy"].quick(), tmp_path).run_stage(run, ["not-a-command"])  # not run
     assert stage.seconds == 12.5
 
 
@@ -73,7 +73,7 @@ def test_a_stage_finished_with_other_settings_is_run_again(tmp_path: Path) -> No
     driver = load_driver()
     run = finished_stage(tmp_path, ["pretrain", "--steps", "600"])
     with pytest.raises(SystemExit, match="stage failed"):
-        driver.Study(driver.QUICK, tmp_path).run_stage(run, ["not-a-command"])
+        driver.Study(driver.PLANS["busy"].quick(), tmp_path).run_stage(run, ["not-a-command"])
 
 
 def threads_the_stages_see(monkeypatch, jobs: int) -> str | None:
@@ -107,3 +107,46 @@ def test_one_job_leaves_the_thread_count_to_torch(monkeypatch) -> None:
 def test_a_users_thread_setting_wins(monkeypatch) -> None:
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     assert threads_the_stages_see(monkeypatch, jobs=2) == "3"
+
+
+def recorded_arm(monkeypatch, plan_name: str, arm_name: str) -> list[list[str]]:
+    """The commands one arm of a plan runs, recorded instead of run."""
+    driver = load_driver()
+    commands: list[list[str]] = []
+
+    def record(study, run: Path, argv: list[str]):
+        commands.append(list(argv))
+        return driver.Stage(run, 1.0)
+
+    monkeypatch.setattr(driver.Study, "run_stage", record)
+    monkeypatch.setattr(driver, "final_top1", lambda run: 0.5)
+    monkeypatch.setattr(driver, "loss_curve", lambda run: ([1], [1.0]))
+    arm = next(a for a in driver.ARMS if a.name == arm_name)
+    driver.run_arm(driver.Study(driver.PLANS[plan_name], Path("out")), arm)
+    return commands
+
+
+def test_the_field_plan_pretrains_each_arm_once_and_fine_tunes_it_for_every_seed(monkeypatch) -> None:
+    commands = recorded_arm(monkeypatch, "field", "tube 0.9")
+    pretrains = [c for c in commands if c[0] == "pretrain"]
+    finetunes = [c for c in commands if c[0] == "finetune"]
+    assert len(pretrains) == 1 and pretrains[0][pretrains[0].index("--seed") + 1] == "0"
+    encoder = pretrains[0][pretrains[0].index("--out") + 1]
+    assert len(finetunes) == 3 * 2  # 3 seeds × 2 label budgets
+    assert {c[c.index("--init") + 1] for c in finetunes} == {encoder}
+    assert {c[c.index("--seed") + 1] for c in finetunes} == {"0", "1", "2"}
+    assert all("data.synthetic_scene=field" in c for c in commands)
+
+
+def test_the_busy_plan_pretrains_once_per_seed_on_the_default_scene(monkeypatch) -> None:
+    commands = recorded_arm(monkeypatch, "busy", "tube 0.9")
+    pretrains = [c for c in commands if c[0] == "pretrain"]
+    assert [c[c.index("--seed") + 1] for c in pretrains] == ["0", "1"]
+    assert not any("data.synthetic_scene" in flag for c in commands for flag in c)
+
+
+def test_a_quick_run_keeps_its_plans_scene_and_model(monkeypatch) -> None:
+    driver = load_driver()
+    field, quick = driver.PLANS["field"], driver.PLANS["field"].quick()
+    assert (quick.clip, quick.model, quick.shared_pretraining) == (field.clip, field.model, True)
+    assert (quick.seeds, quick.pretrain_steps) == ((0,), 6)

@@ -514,7 +514,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "field: a finer-grid model pretrained 10000 steps on the field scene, each arm once, 3 fine-tuning seeds",
     )  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="a smoke run: one seed, a few steps (about 3 minutes)")
-    parser.add_argument("--out", type=Path, default=Path("runs/study"), help="run directories (default: runs/study)")
+    parser.add_argument("--out", type=Path, help="run directories (default: runs/study, or runs/study-PLAN)")
     parser.add_argument("--jobs", type=int, default=1, help="arms run at once (default 1: honest wall times)")
     parser.add_argument("--docs", type=Path, default=Path("docs"), help="where study.md/.png go (default: docs)")
     return parser.parse_args(argv)
@@ -524,7 +524,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Run the study and write the report."""
     args = parse_args(argv)
     plan = PLANS[args.plan].quick() if args.quick else PLANS[args.plan]
-    study = Study(plan, args.out)
+    study = Study(plan, args.out or Path("runs/study" + (f"-{plan.name}" if plan.name != "busy" else "")))
     if args.jobs > 1:  # each of the commands that run at once gets its share of the cores; the user's setting wins
         os.environ.setdefault("OMP_NUM_THREADS", str(cores_per_process(args.jobs)))
     results = run_study(study, args.jobs)

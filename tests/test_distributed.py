@@ -178,7 +178,7 @@ def test_k_steps_resume_k_steps_equals_2k_steps(world: int, tmp_path: Path) -> N
 # ------------------------------------------------------------------------------------ preemption and kill -9
 
 
-def start_pretrain(out: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+def start_pretrain(out: Path, *args: str, new_session: bool = False, **env: str) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "videomae_cli", "pretrain", *TOY, "--batch-size", "4", "--progress", "off"]
     return subprocess.Popen(
         [*command, *args, "--out", str(out)],
@@ -187,6 +187,7 @@ def start_pretrain(out: Path, *args: str, **env: str) -> subprocess.Popen[str]:
         text=True,
         env=clean_env(**env),
         stdin=subprocess.DEVNULL,
+        start_new_session=new_session,  # its own process group, to signal it and its DataLoader workers at once
     )
 
 
@@ -216,6 +217,22 @@ def test_a_stop_signal_writes_a_checkpoint_and_exits_75_for_resume(sig: signal.S
         step + 1,
         step + 2,
     ]
+
+
+def test_a_stop_signal_sent_to_every_process_of_the_job_still_checkpoints(tmp_path: Path) -> None:
+    # scancel, SLURM preemption and `kill -- -PGID` signal the DataLoader workers too, not just the training process.
+    # (SIGTERM: torch's workers die of it by default; forked workers happen to inherit the trainer's SIGUSR1 handler.)
+    sig = signal.SIGTERM
+    out = tmp_path / "run"
+    flags = ("--steps", "100000", "--set", "run.save_every=0", "--num-workers", "2")
+    process = start_pretrain(out, *flags, new_session=True)
+    wait_for(lambda: (out / "metrics.jsonl").exists() and len(losses(out)) >= 3, process)
+    os.killpg(process.pid, sig)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 75, stderr
+    assert stderr.startswith(f"stopped: {sig.name} at step ")
+    [(step, _)] = ckpt.list_checkpoints(out)
+    assert step == len(losses(out)) >= 3
 
 
 def test_a_save_killed_mid_write_leaves_the_previous_checkpoint_to_resume_from(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ the training device, where they are normalised in one fused step.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -183,6 +184,19 @@ def collate_samples(samples: Sequence[Sample]) -> ClipBatch:
     )
 
 
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1")  # what clusters send before preempting a job (engine/loop.py's StopRequest)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers ignore the stop signals: SLURM (scancel, preemption) and `kill -- -PGID` send them to every
+    process of the job, and a worker they killed would fail the step that the training process is finishing before
+    it writes its checkpoint. The training process shuts its workers down itself."""
+    for name in STOP_SIGNALS:
+        number = getattr(signal, name, None)
+        if number is not None:  # SIGUSR1 does not exist on Windows
+            signal.signal(number, signal.SIG_IGN)
+
+
 def train_loader(
     dataset: SampledClips,
     batch_size: int,
@@ -203,6 +217,7 @@ def train_loader(
         sampler=EpochSampler(len(dataset), seed, start_sample, rank, world, batch_size),
         num_workers=num_workers,
         collate_fn=collate_samples,
+        worker_init_fn=ignore_stop_signals,
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
         prefetch_factor=prefetch if num_workers > 0 else None,

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from videomae_cli.data.loader import BadClip, ViewIndices
+from videomae_cli.data.loader import BadClip, ViewIndices, ignore_stop_signals
 from videomae_cli.data.sampling import dense_test_indices, segment_test_indices
 from videomae_cli.data.transforms import ShortSideResize, center_crop, three_crops
 from videomae_cli.data.video import VideoError
@@ -102,5 +102,6 @@ def view_loader(dataset: VideoViews, batch_size: int, num_workers: int) -> DataL
         shuffle=False,
         num_workers=num_workers,
         collate_fn=list,
+        worker_init_fn=ignore_stop_signals,  # a stop signal during fine-tuning's validation must not kill them
         persistent_workers=False,
     )

@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from videomae_cli import __version__
-from videomae_cli.data.loader import BadClip, ClipBatch, ClipNormalizer, SampledClips, train_loader
+from videomae_cli.data.loader import STOP_SIGNALS, BadClip, ClipBatch, ClipNormalizer, SampledClips, train_loader
 from videomae_cli.engine import distributed
 from videomae_cli.engine.checkpoint import (
     MODEL_FILE,
@@ -344,7 +344,7 @@ class StopRequest:
     """SIGTERM / SIGUSR1 (what clusters send before preempting a job) set a flag that the loop reads after each step,
     instead of killing the process mid-step."""
 
-    SIGNALS = ("SIGTERM", "SIGUSR1")
+    SIGNALS = STOP_SIGNALS
 
     def __init__(self) -> None:
         self.received: str | None = None

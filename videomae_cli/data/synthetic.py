@@ -381,7 +381,7 @@ def field_coords(motion: str, amount: float, tau: np.ndarray, x: np.ndarray, y: 
     """
     toward = 1.0 if motion in ("right", "down", "rotate_cw", "grow") else -1.0
     if motion in ("right", "left"):
-        return x - toward * amount * tau, y + 0 * tau
+        return x - toward * amount * tau, y + 0 * tau  # (+ 0 * tau: both coordinates broadcast to every frame)
     if motion in ("down", "up"):
         return x + 0 * tau, y - toward * amount * tau
     if motion in ("rotate_cw", "rotate_ccw"):
@@ -396,7 +396,7 @@ def _render_field(index: int, seed: int, num_frames: int, size: int) -> np.ndarr
 
     Every patch shows the motion, so a masked autoencoder that sees a few patches of each frame can learn it. The
     texture (base colour, wave frequencies, directions, phases and colours) comes from a stream that never sees the
-    label, and is defined at mid-clip; the motion's size is drawn from another, class-independent range.
+    label, and is defined at mid-clip; how far it moves is drawn from another stream (ranges: _FIELD_MOTION).
     """
     motion = MOTION_CLASSES[synthetic_label(index, seed)]
     appearance_seed, motion_seed, _ = np.random.SeedSequence([seed, index]).spawn(3)

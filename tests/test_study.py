@@ -121,8 +121,9 @@ def recorded_arm(monkeypatch, plan_name: str, arm_name: str) -> list[list[str]]:
     monkeypatch.setattr(driver.Study, "run_stage", record)
     monkeypatch.setattr(driver, "final_top1", lambda run: 0.5)
     monkeypatch.setattr(driver, "loss_curve", lambda run: ([1], [1.0]))
-    arm = next(a for a in driver.ARMS if a.name == arm_name)
-    driver.run_arm(driver.Study(driver.PLANS[plan_name], Path("out")), arm)
+    plan = driver.PLANS[plan_name]
+    arm = next(a for a in plan.arms if a.name == arm_name)
+    driver.run_arm(driver.Study(plan, Path("out")), arm)
     return commands
 
 
@@ -145,7 +146,7 @@ def test_the_busy_plan_pretrains_once_per_seed_on_the_default_scene(monkeypatch)
     assert not any("data.synthetic_scene" in flag for c in commands for flag in c)
 
 
-def test_a_quick_run_keeps_its_plans_scene_and_model(monkeypatch) -> None:
+def test_a_quick_run_keeps_its_plans_scene_and_model() -> None:
     driver = load_driver()
     field, quick = driver.PLANS["field"], driver.PLANS["field"].quick()
     assert (quick.clip, quick.model, quick.shared_pretraining) == (field.clip, field.model, True)

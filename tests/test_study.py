@@ -151,3 +151,43 @@ def test_a_quick_run_keeps_its_plans_scene_and_model() -> None:
     field, quick = driver.PLANS["field"], driver.PLANS["field"].quick()
     assert (quick.clip, quick.model, quick.shared_pretraining) == (field.clip, field.model, True)
     assert (quick.seeds, quick.pretrain_steps) == ((0,), 6)
+
+
+def test_each_plan_reports_into_its_own_folder() -> None:
+    driver = load_driver()
+    assert driver.folders(driver.parse_args(["--plan", "field"])) == (Path("runs/study-field"), Path("docs"))
+    assert driver.folders(driver.parse_args([])) == (Path("runs/study"), Path("docs/study-busy"))
+
+
+def test_a_quick_run_never_shares_the_full_studys_folders() -> None:
+    driver = load_driver()
+    for plan in driver.PLANS:
+        full = driver.folders(driver.parse_args(["--plan", plan]))
+        quick = driver.folders(driver.parse_args(["--plan", plan, "--quick"]))
+        assert not {quick[0], quick[1]} & {full[0], full[1]}
+        assert quick[0] not in full[0].parents and full[0] not in quick[0].parents
+
+
+def test_the_report_states_the_wall_time_added_up_and_from_start_to_end() -> None:
+    driver = load_driver()
+    text = driver.timing_text([3000.0, 2400.0, 600.0], jobs=2)
+    assert "3 runs took 1 h 40 min of wall time added up" in text
+    assert "about 50 min 0 s from start to end" in text
+    assert "start to end" not in driver.timing_text([3000.0], jobs=1)
+
+
+def test_the_reconstruction_picture_shows_a_clip_of_the_plans_scene(monkeypatch, tmp_path: Path) -> None:
+    driver = load_driver()
+    commands: list[list[str]] = []
+
+    def record(study, run: Path, argv: list[str]):
+        commands.append(list(argv))
+        (run / "videos").mkdir(parents=True)
+        (run / "videos" / "000000.mp4").touch()
+        return driver.Stage(run, 1.0)
+
+    monkeypatch.setattr(driver.Study, "run_stage", record)
+    for plan in driver.PLANS.values():
+        driver.held_out_video(driver.Study(plan, tmp_path / plan.name))
+        assert commands[-1][0] == "prepare-data"
+        assert commands[-1][commands[-1].index("--scene") + 1] == plan.scene

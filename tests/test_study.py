@@ -109,16 +109,25 @@ def test_a_users_thread_setting_wins(monkeypatch) -> None:
     assert threads_the_stages_see(monkeypatch, jobs=2) == "3"
 
 
-def recorded_arm(monkeypatch, plan_name: str, arm_name: str) -> list[list[str]]:
-    """The commands one arm of a plan runs, recorded instead of run."""
-    driver = load_driver()
+def record_stages(monkeypatch, driver) -> list[list[str]]:
+    """Make the driver record its stages' commands instead of running them; `prepare-data` leaves one video."""
     commands: list[list[str]] = []
 
     def record(study, run: Path, argv: list[str]):
         commands.append(list(argv))
+        if argv[0] == "prepare-data":
+            (run / "videos").mkdir(parents=True)
+            (run / "videos" / "000000.mp4").touch()
         return driver.Stage(run, 1.0)
 
     monkeypatch.setattr(driver.Study, "run_stage", record)
+    return commands
+
+
+def recorded_arm(monkeypatch, plan_name: str, arm_name: str) -> list[list[str]]:
+    """The commands one arm of a plan runs, recorded instead of run."""
+    driver = load_driver()
+    commands = record_stages(monkeypatch, driver)
     monkeypatch.setattr(driver, "final_top1", lambda run: 0.5)
     monkeypatch.setattr(driver, "loss_curve", lambda run: ([1], [1.0]))
     plan = driver.PLANS[plan_name]
@@ -178,15 +187,7 @@ def test_the_report_states_the_wall_time_added_up_and_from_start_to_end() -> Non
 
 def test_the_reconstruction_picture_shows_a_clip_of_the_plans_scene(monkeypatch, tmp_path: Path) -> None:
     driver = load_driver()
-    commands: list[list[str]] = []
-
-    def record(study, run: Path, argv: list[str]):
-        commands.append(list(argv))
-        (run / "videos").mkdir(parents=True)
-        (run / "videos" / "000000.mp4").touch()
-        return driver.Stage(run, 1.0)
-
-    monkeypatch.setattr(driver.Study, "run_stage", record)
+    commands = record_stages(monkeypatch, driver)
     for plan in driver.PLANS.values():
         driver.held_out_video(driver.Study(plan, tmp_path / plan.name))
         assert commands[-1][0] == "prepare-data"

@@ -181,6 +181,7 @@ FIELD = Plan(
     arms=tuple(Arm("frame 0.75", "frame", 0.75) if arm.mask_type == "frame" else arm for arm in ARMS),
 )  # fmt: skip
 PLANS: dict[str, Plan] = {plan.name: plan for plan in (Plan(), FIELD)}
+DEFAULT_PLAN = Plan.name  # run without --plan; its command line and run folder carry no plan name
 
 
 @dataclass
@@ -513,7 +514,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     summary = __doc__.split("\n\n")[0]
     parser = argparse.ArgumentParser(description=summary, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument(
-        "--plan", choices=sorted(PLANS), default="busy",
+        "--plan", choices=sorted(PLANS), default=DEFAULT_PLAN,
         help="busy (default): the 8-pixel-patch model on the busy scene, about 40 minutes on 2 cores;\n"
         "field: a finer-grid model pretrained 10000 steps on the field scene, each arm once, 3 fine-tuning seeds",
     )  # fmt: skip
@@ -543,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     visualize(study, docs)
     plot(results, plan, docs / "study.png")
     (docs / "study.json").write_text(json.dumps([result_json(r) for r in results], indent=1))
-    command = "python examples/study/data_efficiency.py" + (f" --plan {plan.name}" if plan.name != "busy" else "")
+    command = "python examples/study/data_efficiency.py" + ("" if plan.name == DEFAULT_PLAN else f" --plan {plan.name}")
     command += " --quick" if args.quick else ""
     command += f" --jobs {args.jobs}" if args.jobs > 1 else ""
     report = write_report(results, plan, docs, command, timing_text(study.stage_seconds, args.jobs))
@@ -554,7 +555,8 @@ def folders(args: argparse.Namespace) -> tuple[Path, Path]:
     """Where the runs and the report go: the user's --out and --docs, else the plan's own folders."""
     # Each plan, and each plan's smoke run, keeps its runs apart: a stage whose command changed is redone in place,
     # so a --quick run in the full study's folder would delete the full study's finished runs.
-    out = args.out or Path("runs/study" + ("" if args.plan == "busy" else f"-{args.plan}") + "-quick" * args.quick)
+    suffix = "" if args.plan == DEFAULT_PLAN else f"-{args.plan}"
+    out = args.out or Path(f"runs/study{suffix}" + "-quick" * args.quick)
     return out, args.docs or (out / "docs" if args.quick else Path(PLANS[args.plan].docs))
 
 

@@ -91,28 +91,34 @@ def param(*shape: int) -> nn.Parameter:
 class MaskedAutoencoderViT(nn.Module):
     """models_mae.MaskedAutoencoderViT with sep_pos_embed=True, cls_embed=True; masking driven by a given noise."""
 
-    def __init__(self, pred_t_dim: int = FRAMES, norm_pix_loss: bool = True) -> None:
+    def __init__(
+        self,
+        pred_t_dim: int = FRAMES,
+        norm_pix_loss: bool = True,
+        dims: tuple[int, int, int, int] = (DIM, HEADS, DEC_DIM, DEC_HEADS),  # (embed_dim, num_heads, decoder ...)
+    ) -> None:
         super().__init__()
+        dim, heads, dec_dim, dec_heads = dims
         t, hw = FRAMES // TUBELET, (SIZE // PATCH) ** 2
         self.pred_t_dim, self.norm_pix_loss = pred_t_dim, norm_pix_loss
         self.t_pred_patch_size = TUBELET * pred_t_dim // FRAMES
-        self.patch_embed = PatchEmbed(DIM)
-        self.cls_token, self.decoder_cls_token = param(1, 1, DIM), param(1, 1, DEC_DIM)
+        self.patch_embed = PatchEmbed(dim)
+        self.cls_token, self.decoder_cls_token = param(1, 1, dim), param(1, 1, dec_dim)
         self.pos_embed_spatial, self.pos_embed_temporal, self.pos_embed_class = (
-            param(1, hw, DIM),
-            param(1, t, DIM),
-            param(1, 1, DIM),
+            param(1, hw, dim),
+            param(1, t, dim),
+            param(1, 1, dim),
         )
-        self.blocks = nn.ModuleList(Block(DIM, HEADS) for _ in range(DEPTH))
-        self.norm = nn.LayerNorm(DIM, eps=1e-6)
-        self.decoder_embed = nn.Linear(DIM, DEC_DIM, bias=True)
-        self.mask_token = param(1, 1, DEC_DIM)
-        self.decoder_pos_embed_spatial = param(1, hw, DEC_DIM)
-        self.decoder_pos_embed_temporal = param(1, t, DEC_DIM)
-        self.decoder_pos_embed_class = param(1, 1, DEC_DIM)
-        self.decoder_blocks = nn.ModuleList(Block(DEC_DIM, DEC_HEADS) for _ in range(DEC_DEPTH))
-        self.decoder_norm = nn.LayerNorm(DEC_DIM, eps=1e-6)
-        self.decoder_pred = nn.Linear(DEC_DIM, self.t_pred_patch_size * PATCH**2 * 3, bias=True)
+        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(DEPTH))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.decoder_embed = nn.Linear(dim, dec_dim, bias=True)
+        self.mask_token = param(1, 1, dec_dim)
+        self.decoder_pos_embed_spatial = param(1, hw, dec_dim)
+        self.decoder_pos_embed_temporal = param(1, t, dec_dim)
+        self.decoder_pos_embed_class = param(1, 1, dec_dim)
+        self.decoder_blocks = nn.ModuleList(Block(dec_dim, dec_heads) for _ in range(DEC_DEPTH))
+        self.decoder_norm = nn.LayerNorm(dec_dim, eps=1e-6)
+        self.decoder_pred = nn.Linear(dec_dim, self.t_pred_patch_size * PATCH**2 * 3, bias=True)
 
     def patchify(self, imgs: torch.Tensor) -> torch.Tensor:
         """[B, 3, T, H, W] → [B, t·h·w, u·p·p·3] with u = t_pred_patch_size frames per token."""
@@ -173,17 +179,17 @@ class MaskedAutoencoderViT(nn.Module):
 class VisionTransformer(nn.Module):
     """models_vit.VisionTransformer with sep_pos_embed=True, cls_embed=True: mean over patch tokens, norm, head."""
 
-    def __init__(self) -> None:
+    def __init__(self, dim: int = DIM, heads: int = HEADS) -> None:
         super().__init__()
-        self.patch_embed = PatchEmbed(DIM)
-        self.cls_token = param(1, 1, DIM)
-        self.pos_embed_spatial = param(1, (SIZE // PATCH) ** 2, DIM)
-        self.pos_embed_temporal = param(1, FRAMES // TUBELET, DIM)
-        self.pos_embed_class = param(1, 1, DIM)
-        self.blocks = nn.ModuleList(Block(DIM, HEADS) for _ in range(DEPTH))
-        self.norm = nn.LayerNorm(DIM, eps=1e-6)
+        self.patch_embed = PatchEmbed(dim)
+        self.cls_token = param(1, 1, dim)
+        self.pos_embed_spatial = param(1, (SIZE // PATCH) ** 2, dim)
+        self.pos_embed_temporal = param(1, FRAMES // TUBELET, dim)
+        self.pos_embed_class = param(1, 1, dim)
+        self.blocks = nn.ModuleList(Block(dim, heads) for _ in range(DEPTH))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.dropout = nn.Dropout(0.5)
-        self.head = nn.Linear(DIM, NUM_CLASSES)
+        self.head = nn.Linear(dim, NUM_CLASSES)
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(video).flatten(1, 2)  # [B, N, C]
@@ -216,6 +222,10 @@ def save_maest(model: nn.Module, path: Path, args: argparse.Namespace | None = N
     return path
 
 
+# Heads are in no tensor shape and this width is no released MAE-ST model: a file without saved args needs them set.
+HEAD_SETS = (f"model.heads={HEADS}", f"model.decoder_heads={DEC_HEADS}")
+
+
 def convert(src: Path, *sets: str) -> tuple[Path, str]:
     """Run `videomae convert SRC --out SRC.safetensors` → (the checkpoint, the summary on stdout)."""
     out = src.with_suffix(".safetensors")
@@ -243,25 +253,33 @@ def randomized(model: nn.Module, seed: int, scale: float = 0.1) -> nn.Module:
 # ---------------------------------------------------------------------------------------------------------------------
 # Pretrain
 
-# name → (how it is saved, pred_t_dim). Released files carry no args: the geometry comes from the position tables
-# and pred_t_dim = num_frames // 2 from the decoder head (it predicts linspace(0, 7, 4).long() = frames 0, 2, 4, 7,
-# one per token). A training checkpoint carries its args; there pred_t_dim = num_frames predicts every frame.
-PRETRAIN_CASES = {"released-pred4": ("model_state", FRAMES // 2), "training-args-pred8": ("args", FRAMES)}
+# name → (how it is saved, pred_t_dim, norm_pix_loss). Released files carry no args: the geometry comes from the
+# position tables and pred_t_dim = num_frames // 2 from the decoder head (it predicts linspace(0, 7, 4).long() =
+# frames 0, 2, 4, 7, one per token). A training checkpoint carries its args; there pred_t_dim = num_frames predicts
+# every frame, and norm_pix_loss=False (MAE-ST's default) trains on the normalised input itself.
+PRETRAIN_CASES = {
+    "released-pred4": ("model_state", FRAMES // 2, True),
+    "training-args-pred8": ("args", FRAMES, True),
+    "training-args-unnormalised-target": ("args", FRAMES, False),
+}
 # Values different from the MAE-ST defaults the converter falls back on (mask ratio 0.9, sampling rate 4).
 ARGS_MASK_RATIO, ARGS_SAMPLING_RATE = 0.8, 2
 # A small synthetic data spec, so that a converted checkpoint evaluates in seconds.
 SMALL_DATA = ("data.synthetic_videos=16", "data.synthetic_val_videos=8", "data.num_workers=0")
 
 
-def maest_args(pred_t_dim: int) -> argparse.Namespace:
-    """The training args mae_st's misc.save_model stores beside the weights."""
+def maest_args(pred_t_dim: int, norm_pix_loss: bool = True) -> argparse.Namespace:
+    """The training args mae_st's misc.save_model stores beside the weights (its own model name and decoder heads
+    included: main_pretrain.py passes vars(args) to the factory)."""
     return argparse.Namespace(
+        model="mae_vit_test",  # not a released factory: the encoder heads stay unknown
+        decoder_num_heads=DEC_HEADS,
         num_frames=FRAMES,
         input_size=SIZE,
         t_patch_size=TUBELET,
         pred_t_dim=pred_t_dim,
         mask_ratio=ARGS_MASK_RATIO,
-        norm_pix_loss=True,
+        norm_pix_loss=norm_pix_loss,
         sampling_rate=ARGS_SAMPLING_RATE,
         cls_embed=True,
         sep_pos_embed=True,
@@ -276,11 +294,12 @@ def conversions(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dic
 
     def get(case: str) -> dict[str, Any]:
         if case not in done:
-            how, pred_t_dim = PRETRAIN_CASES[case]
-            ref = randomized(MaskedAutoencoderViT(pred_t_dim=pred_t_dim, norm_pix_loss=True), seed=3)
-            args = maest_args(pred_t_dim) if how == "args" else None
+            how, pred_t_dim, norm_pix_loss = PRETRAIN_CASES[case]
+            ref = randomized(MaskedAutoencoderViT(pred_t_dim=pred_t_dim, norm_pix_loss=norm_pix_loss), seed=3)
+            args = maest_args(pred_t_dim, norm_pix_loss) if how == "args" else None
             src = save_maest(ref, tmp_path_factory.mktemp(case) / "checkpoint.pth", args)
-            out, stdout = convert(src, *SMALL_DATA)
+            heads = HEAD_SETS if args is None else HEAD_SETS[:1]  # the args name the decoder's heads
+            out, stdout = convert(src, *SMALL_DATA, *heads)
             ours = videomae_cli.load(out)
             video, noise = make_clip(), make_noise()
             with torch.no_grad():
@@ -288,7 +307,7 @@ def conversions(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dic
                 mask = ref_mask.bool()  # [B, N], True = masked, tokens (t, h, w)
                 got = ours(video, mask)
             done[case] = {"ref": (ref_loss, ref_pred, mask), "ours": got, "model": ours, "path": out, "stdout": stdout}
-            done[case] |= {"how": how, "pred_t_dim": pred_t_dim}
+            done[case] |= {"how": how, "pred_t_dim": pred_t_dim, "norm_pix_loss": norm_pix_loss}
         return done[case]
 
     return get
@@ -316,7 +335,7 @@ def test_converted_pretrain_spec_is_maest_layout(pretrain: dict[str, Any]) -> No
     assert model.pos_embed == "separable"
     assert model.cls_token is True
     assert model.decoder_embed_bias is True
-    assert model.target == "patch_norm"  # norm_pix_loss=True
+    assert model.target == ("patch_norm" if pretrain["norm_pix_loss"] else "input")
 
 
 def test_converted_pretrain_has_the_clip_geometry_and_predicted_frames(pretrain: dict[str, Any]) -> None:
@@ -339,6 +358,13 @@ def test_convert_summary_names_the_dropped_key_biases(pretrain: dict[str, Any]) 
     ]
     assert len(dropped) == len(names)
     assert all(any(f" {name} " in line for line in dropped) for name in names)
+
+
+def test_convert_summary_says_where_the_head_counts_came_from(pretrain: dict[str, Any]) -> None:
+    rows = {line.split()[1]: line for line in pretrain["stdout"].splitlines() if line.startswith("│ model.")}
+    assert "--set" in rows["model.heads"]  # no factory of this width: the tests set it
+    expected = "checkpoint args (decoder_num_heads)" if pretrain["how"] == "args" else "--set"
+    assert expected in rows["model.decoder_heads"]
 
 
 def test_maest_key_biases_are_dropped_exactly() -> None:
@@ -365,7 +391,7 @@ def test_maest_key_biases_are_dropped_exactly() -> None:
 
 def test_converted_classifier_logits_are_maest_logits(tmp_path: Path) -> None:
     ref = randomized(VisionTransformer(), seed=6)
-    ours = videomae_cli.load(convert(save_maest(ref, tmp_path / "finetuned.pth"))[0])
+    ours = videomae_cli.load(convert(save_maest(ref, tmp_path / "finetuned.pth"), HEAD_SETS[0])[0])
     video = make_clip(seed=7)
     with torch.no_grad():
         expected, got = ref(video), ours(video)

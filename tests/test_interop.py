@@ -279,8 +279,9 @@ def test_export_official_writes_exactly_the_official_keys(
 ) -> None:
     cli_ok("export", str(ours[kind]), "--format", "official", "--out", str(tmp_path / "official.pth"))
     saved = torch.load(tmp_path / "official.pth", weights_only=True)
-    assert list(saved) == ["model"]
+    assert list(saved) == ["model", "args"]  # args: plain values, as the official scripts save beside the weights
     assert set(saved["model"]) == expected
+    assert saved["args"]["num_heads"] == 4 and saved["args"]["num_frames"] == 4
 
 
 ENCODER_FIELDS = {"dim", "depth", "heads", "mlp_dim", "patch_size", "tubelet_size", "layer_norm_eps", "pos_embed"}
@@ -308,10 +309,11 @@ def test_convert_official_pth_strips_wrapper_prefixes_and_reads_the_training_arg
 
     weights = load_file(str(ours["pretrain"]))
     args = argparse.Namespace(num_frames=4, input_size=64, mask_type="tube", mask_ratio=0.75, normlize_target=False)
+    args.num_heads, args.decoder_num_heads = 4, 2  # a fork's args: the official factories fix heads by name
     wrapped = {f"module._orig_mod.{k}": v for k, v in weights.items()}
     torch.save({"model": wrapped, "epoch": 7, "args": args}, tmp_path / "checkpoint-799.pth")
     stdout = cli_ok("convert", str(tmp_path / "checkpoint-799.pth"), "--out", str(tmp_path / "ours.safetensors"))
-    assert "module." in stdout and "_orig_mod." in stdout and "checkpoint args" in stdout
+    assert "module." in stdout and "_orig_mod." in stdout and "checkpoint args (num_heads)" in stdout
     spec = videomae_cli.load(tmp_path / "ours.safetensors").spec
     assert (spec.data.num_frames, spec.data.input_size, spec.mask.ratio, spec.model.target) == (4, 64, 0.75, "pixel")
     converted = load_file(str(tmp_path / "ours.safetensors"))
@@ -320,8 +322,10 @@ def test_convert_official_pth_strips_wrapper_prefixes_and_reads_the_training_arg
 
 def test_convert_says_where_each_inferred_field_came_from(ours: dict[str, Path], tmp_path: Path) -> None:
     torch.save({"model": load_file(str(ours["classifier"]))}, tmp_path / "ft.pth")
-    stdout = cli_ok("convert", str(tmp_path / "ft.pth"), "--out", str(tmp_path / "ours.safetensors"), *GEOMETRY_SETS)
-    assert "weights" in stdout and "--set" in stdout and "standard test size" in stdout
+    sets = (*GEOMETRY_SETS, "--set", "model.heads=4")  # no args and no released width: heads must be given
+    stdout = cli_ok("convert", str(tmp_path / "ft.pth"), "--out", str(tmp_path / "ours.safetensors"), *sets)
+    rows = {line.split()[1]: line for line in stdout.splitlines() if line.startswith("│ model.")}
+    assert "weights" in rows["model.dim"] and "--set" in rows["model.heads"]
     assert videomae_cli.load(tmp_path / "ours.safetensors").classes == ["0", "1", "2"]
 
 

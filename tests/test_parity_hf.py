@@ -194,6 +194,7 @@ def test_unmappable_keys_are_errors_not_dropped() -> None:
     ("override", "field"),
     [
         ({"target": "patch_norm"}, "model.target"),
+        ({"target": "input"}, "model.target"),
         ({"pos_embed": "separable"}, "model.pos_embed"),
         ({"cls_token": True}, "model.cls_token"),
     ],

@@ -126,12 +126,15 @@ def reference_v1_target(video: Tensor, normalize: bool) -> Tensor:
     return videos_squeeze.flatten(2)  # 'b n p c -> b n (p c)'
 
 
-def reference_mae_st_target(video: Tensor) -> Tensor:
-    """MAE-ST's patchify + norm_pix_loss on the (normalised) input, with pred_t_dim = T so u = tubelet. → [B, N, P]."""
+def reference_mae_st_target(video: Tensor, norm_pix_loss: bool) -> Tensor:
+    """MAE-ST's forward_loss target: patchify the (normalised) input, with pred_t_dim = T so u = tubelet, and with
+    norm_pix_loss standardise each patch. → [B, N, P]."""
     n, _, t_all, h_all, _ = video.shape
     p, u = GRID.patch, GRID.tubelet
     x = video.reshape(n, 3, t_all // u, u, h_all // p, p, -1, p)
     x = torch.einsum("nctuhpwq->nthwupqc", x).reshape(n, GRID.num_tokens, -1)
+    if not norm_pix_loss:
+        return x
     mean = x.mean(dim=-1, keepdim=True)
     var = x.var(dim=-1, keepdim=True)
     return (x - mean) / (var + 1.0e-6) ** 0.5
@@ -197,12 +200,13 @@ def test_loss_and_pred_match_official_v1(mask_kind: str, target: str) -> None:
 
 
 @torch.no_grad()
-def test_patch_norm_target_matches_mae_st() -> None:
-    model, video, mask = parity_model("patch_norm"), make_video(), make_mask("random")
+@pytest.mark.parametrize(("target_name", "norm_pix_loss"), [("patch_norm", True), ("input", False)])
+def test_mae_st_targets_match_mae_st(target_name: str, norm_pix_loss: bool) -> None:
+    model, video, mask = parity_model(target_name), make_video(), make_mask("random")
     out = model(video, mask)
 
     pred = reference_pred(video.double(), mask, float64_state(model), parity_spec())
-    target = reference_mae_st_target(video.double())
+    target = reference_mae_st_target(video.double(), norm_pix_loss)
     # MAE-ST's forward_loss: per-token mean, then the mean over masked tokens.
     per_token = (pred - target[mask].reshape(BATCH, -1, GRID.patch_dim)) ** 2
     per_token = per_token.mean(dim=-1)

@@ -339,7 +339,7 @@ def test_decoder_masking_leaves_undecoded_cells_grey(trained: Path) -> None:
     assert "decoder mask 0.5" in vis.title()
 
 
-@pytest.mark.parametrize("target", ["norm_pixel", "pixel", "patch_norm"])
+@pytest.mark.parametrize("target", ["norm_pixel", "pixel", "patch_norm", "input"])
 def test_denormalisation_inverts_the_reconstruction_target(target: str) -> None:
     gen = torch.Generator().manual_seed(0)
     mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
@@ -350,7 +350,7 @@ def test_denormalisation_inverts_the_reconstruction_target(target: str) -> None:
     assert torch.allclose(restored, patchify(pixels, TOY_GRID)[0], atol=1e-5)
 
 
-@pytest.mark.parametrize("target", ["norm_pixel", "pixel", "patch_norm"])
+@pytest.mark.parametrize("target", ["norm_pixel", "pixel", "patch_norm", "input"])
 def test_a_perfect_prediction_reconstructs_the_original(target: str) -> None:
     model = Oracle(ModelSpec(name="test", target=target), TOY_GRID).eval()
     setup = viz.MaskViewSetup(viz.default_geometry(4, 64)[0], TOY_GRID, MaskSpec(), seed=0, model=model)

@@ -432,23 +432,56 @@ def convert(
     ],
     sets: SetOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace FILE if it exists.")] = False,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify",
+            help="Before writing, run one fixed clip and mask through the converted model and through the source's "
+            "own math (transformers for HF sources; the official V1/V2 and MAE-ST formulas otherwise) and fail "
+            "(exit 2, nothing written) if they differ by more than 1e-4.",
+        ),
+    ] = False,
 ) -> None:
     """Convert a checkpoint from another codebase into a self-describing videomae-cli checkpoint. The model spec is
-    inferred from the weights (and config.json or the saved training args); override any field with --set."""
+    inferred from the weights (and config.json or the saved training args); override any field with --set. Head
+    counts are never guessed: where SRC does not record them, convert stops and names the fields to --set."""
     from videomae_cli.errors import ConfigError
     from videomae_cli.interop.convert import convert as run_conversion
     from videomae_cli.interop.convert import save_conversion, summary_table
+    from videomae_cli.interop.settings import MissingSettings
 
     with user_errors():
         if out.suffix != ".safetensors":
             raise ConfigError(f"--out: {out} must end in .safetensors")
         if out.exists() and not overwrite:
             raise ConfigError(f"--out: {out} exists (pass --overwrite to replace it)")
-        conversion = run_conversion(src, sets)
-        save_conversion(conversion, out)
+        try:
+            conversion = run_conversion(src, sets)
+        except MissingSettings as e:
+            hint = " ".join(f"--set {field}=N" for field in e.fields)
+            raise ConfigError(f"{e}: pass {hint}") from None
         # Piped output (logs, CI) gets a wide table: rich would otherwise cut key names at 80 columns.
-        Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(summary_table(conversion, out))
+        console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+        console.print(summary_table(conversion, out))
+        if verify:
+            _verify_conversion(conversion)
+        save_conversion(conversion, out)
         typer.echo(f"wrote {out} ({conversion.kind} checkpoint; try: videomae evaluate {out})")
+
+
+def _verify_conversion(conversion: object) -> None:
+    """convert --verify: print the comparison; a difference above tolerance is an error (nothing is written)."""
+    from videomae_cli.errors import ConfigError
+    from videomae_cli.interop.verify import verify
+
+    result = verify(conversion)  # type: ignore[arg-type]
+    line = (
+        f"verify: {result.compared}: largest difference {result.max_diff:.1e} from {result.reference} "
+        f"(tolerance {result.tolerance:.0e})"
+    )
+    typer.echo(line)
+    if not result.ok:
+        raise ConfigError(f"--verify: the converted model does not compute what its source does ({line}); not written")
 
 
 @app.command()

@@ -51,7 +51,7 @@ class ModelSpec(Strict):
     pos_embed: Literal["sincos", "separable"] = "sincos"
     cls_token: bool = False
     decoder_embed_bias: bool = False
-    target: Literal["norm_pixel", "patch_norm", "pixel"] = "norm_pixel"
+    target: Literal["norm_pixel", "patch_norm", "pixel", "input"] = "norm_pixel"
     # MAE-ST's pred_t_dim: the decoder predicts only these many frames of the clip, spread evenly (None = all).
     pred_frames: PositiveInt | None = None
     drop_path: Probability = 0.0

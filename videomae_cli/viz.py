@@ -311,9 +311,11 @@ def denormalize_prediction(pred: torch.Tensor, patches: torch.Tensor, target: st
     pixels [K, P], using the statistics of the original patches as the official V1 visualisation does."""
     mean = patches.new_tensor(IMAGENET_MEAN)
     std = patches.new_tensor(IMAGENET_STD)
-    if target == "patch_norm":
-        # Standardised over the whole normalised patch vector (var + 1e-6 under the root), then ImageNet-normalised.
-        x = pred * (patches.var(-1, keepdim=True) + 1e-6).sqrt() + patches.mean(-1, keepdim=True)
+    if target in ("patch_norm", "input"):
+        # Both are ImageNet-normalised pixels; patch_norm was also standardised over the whole patch vector.
+        x = pred
+        if target == "patch_norm":
+            x = pred * (patches.var(-1, keepdim=True) + 1e-6).sqrt() + patches.mean(-1, keepdim=True)
         return (x.unflatten(-1, (-1, 3)) * std + mean).flatten(-2)
     pred = pred.unflatten(-1, (-1, 3))  # [K, t·p·p, 3]
     if target == "norm_pixel":

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import save_file
@@ -19,7 +20,7 @@ from videomae_cli.errors import ConfigError
 from videomae_cli.interop import hf
 from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD
-from videomae_cli.specs import grid_of
+from videomae_cli.specs import FinetuneSpec, PretrainSpec, grid_of
 
 FORMATS = ("hf", "official", "onnx")
 ONNX_TOLERANCE = 1e-4
@@ -123,7 +124,8 @@ def export_official(model: nn.Module, out: Path) -> Exported:
         raise ConfigError(f"--format official: the official VideoMAE models have no {', '.join(bad)} of this model")
     state: dict[str, Tensor] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(out, lambda tmp: torch.save({"model": state}, tmp))
+    args = official_args(model.spec, _is_classifier(model))
+    atomic_write(out, lambda tmp: torch.save({"model": state, "args": args}, tmp))
     grid = grid_of(model.spec)
     clip = f"img_size={grid.height}, tubelet_size={grid.tubelet}"
     if _is_classifier(model):
@@ -138,6 +140,27 @@ def export_official(model: nn.Module, out: Path) -> Exported:
         f"input [B, C, T, H, W], {_clip_shape(model)}, normalised with {NORMALISATION}",
     ]
     return Exported(out, "official VideoMAE (MCG-NJU/VideoMAE, OpenGVLab/VideoMAEv2)", notes)
+
+
+def official_args(spec: PretrainSpec | FinetuneSpec, classifier: bool) -> dict[str, Any]:
+    """The training args the official scripts save beside their weights, as a plain dict (loadable with
+    weights_only=True), plus the head counts, which the official factories fix by name: so that `convert` reads
+    the model back exactly, whatever its size."""
+    args: dict[str, Any] = {
+        "num_frames": spec.data.num_frames,
+        "input_size": spec.data.input_size,
+        "tubelet_size": spec.model.tubelet_size,
+        "sampling_rate": spec.data.sampling_rate,
+        "num_heads": spec.model.heads,
+    }
+    if not classifier:
+        args |= {"decoder_num_heads": spec.model.decoder_heads, "decoder_depth": spec.model.decoder_depth}
+        args |= {"mask_type": spec.mask.type, "mask_ratio": spec.mask.ratio}
+        if spec.mask.decoder_ratio:  # V2 dual masking
+            args |= {"decoder_mask_type": "run_cell", "decoder_mask_ratio": spec.mask.decoder_ratio}
+        if spec.model.target in ("norm_pixel", "pixel"):
+            args["normlize_target"] = spec.model.target == "norm_pixel"  # sic: the official spelling
+    return args
 
 
 # ---------------------------------------------------------------------------------------------------------------------

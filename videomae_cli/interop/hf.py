@@ -12,6 +12,7 @@ nothing in config.json can carry that eps across.
 from __future__ import annotations
 
 import importlib.metadata
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -62,6 +63,19 @@ def installed_qv_bias_style() -> str:
     return "v5" if major >= 5 else "v4"
 
 
+def in_qv_bias_style(state_dict: dict[str, Tensor], style: str) -> dict[str, Tensor]:
+    """An HF state dict with its q/v bias names (either style) renamed to `style` ("v4" or "v5")."""
+    other = _QV_BIAS_RENAMES["v4" if style == "v5" else "v5"]
+    renames = {theirs: ours for (_, theirs), (_, ours) in zip(other, _QV_BIAS_RENAMES[style], strict=True)}
+    out = {}
+    for key, value in state_dict.items():
+        block = split_block_key(key, swap(_BLOCK_PREFIXES))
+        if block is not None and block[1] in renames:
+            key = key[: -len(block[1])] + renames[block[1]]
+        out[key] = value
+    return out
+
+
 def to_hf_pretraining_state_dict(state_dict: dict[str, Tensor], qv_bias_style: str = "auto") -> dict[str, Tensor]:
     """Our pretrain state dict → `VideoMAEForPreTraining` keys.
 
@@ -96,11 +110,32 @@ def from_hf_pretraining_state_dict(state_dict: dict[str, Tensor]) -> dict[str, T
 
     Raises ValueError for keys we have no place for, or a block whose query/key/value weights are incomplete.
     """
+    out, qkv, unknown = _rename_hf(state_dict)
+    if unknown:
+        raise ValueError(f"not a VideoMAEForPreTraining weight we can map: {', '.join(unknown)}")
+    for prefix, parts in qkv.items():
+        if len(parts) != len(_QKV_PARTS):
+            raise ValueError(f"incomplete query/key/value weights for {prefix}: have {sorted(parts)}")
+        out[prefix + _QKV] = torch.cat([parts[name] for name in _QKV_PARTS])  # [3C, C], rows q, k, v
+    return out
+
+
+def renamed_from_hf(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Every tensor of an HF pretraining or classification state dict that maps by renaming alone (all but the
+    query/key/value weights), under our names. Safe on tensors of any shape: nothing is concatenated."""
+    rename_only = lambda sd: _rename_hf(sd)[0]  # noqa: E731
+    return _as_classifier(state_dict, rename_only) if is_hf_classification(state_dict) else rename_only(state_dict)
+
+
+def _rename_hf(
+    state_dict: dict[str, Tensor],
+) -> tuple[dict[str, Tensor], dict[str, dict[str, Tensor]], list[str]]:
+    """(renamed tensors, {our block prefix: {HF query/key/value name: weight}}, HF keys with no place in ours)."""
     block_prefixes = swap(_BLOCK_PREFIXES)
     block_renames = swap(_BLOCK_RENAMES + _QV_BIAS_RENAMES["v5"] + _QV_BIAS_RENAMES["v4"])
     top_renames = swap(_TOP_RENAMES)
     out: dict[str, Tensor] = {}
-    qkv: dict[str, dict[str, Tensor]] = {}  # our block prefix → HF part name → weight
+    qkv: dict[str, dict[str, Tensor]] = {}
     unknown = []
     for key, value in state_dict.items():
         block = split_block_key(key, block_prefixes)
@@ -112,13 +147,7 @@ def from_hf_pretraining_state_dict(state_dict: dict[str, Tensor]) -> dict[str, T
             unknown.append(key)
         else:
             out[name if block is None else block[0] + name] = value
-    if unknown:
-        raise ValueError(f"not a VideoMAEForPreTraining weight we can map: {', '.join(unknown)}")
-    for prefix, parts in qkv.items():
-        if len(parts) != len(_QKV_PARTS):
-            raise ValueError(f"incomplete query/key/value weights for {prefix}: have {sorted(parts)}")
-        out[prefix + _QKV] = torch.cat([parts[name] for name in _QKV_PARTS])  # [3C, C], rows q, k, v
-    return out
+    return out, qkv, unknown
 
 
 _CLASSIFIER_HEAD = (("fc_norm.", "fc_norm."), ("head.", "classifier."))  # (ours, HF)
@@ -139,9 +168,17 @@ def to_hf_classification_state_dict(state_dict: dict[str, Tensor], qv_bias_style
 
 def from_hf_classification_state_dict(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     """`VideoMAEForVideoClassification` state dict (4.x or 5.x names) → our classifier state dict."""
+    return _as_classifier(state_dict, from_hf_pretraining_state_dict)
+
+
+def _as_classifier(
+    state_dict: dict[str, Tensor], map_encoder: Callable[[dict[str, Tensor]], dict[str, Tensor]]
+) -> dict[str, Tensor]:
+    """An HF classification state dict → our classifier names: the head renamed, the encoder through `map_encoder`
+    (a pretraining mapping, whose `encoder.` prefix our classifier names do not have)."""
     hf_head = swap(_CLASSIFIER_HEAD)
     head = {k: v for k, v in state_dict.items() if rename(k, hf_head) is not None}
-    encoder = from_hf_pretraining_state_dict({k: v for k, v in state_dict.items() if k not in head})
+    encoder = map_encoder({k: v for k, v in state_dict.items() if k not in head})
     out = {k.removeprefix("encoder."): v for k, v in encoder.items()}
     out.update((rename(k, hf_head), v) for k, v in head.items())
     return out
@@ -170,7 +207,7 @@ def hf_config_kwargs(spec: ModelSpec, grid: TokenGrid, classifier: bool = False)
         "model.pos_embed": spec.pos_embed != "sincos",
         "model.cls_token": spec.cls_token,
         "model.decoder_embed_bias": spec.decoder_embed_bias and not classifier,
-        "model.target": spec.target == "patch_norm" and not classifier,
+        "model.target": spec.target in ("patch_norm", "input") and not classifier,
         "model.pred_frames": getattr(spec, "pred_frames", None) is not None and not classifier,
     }
     bad = [name for name, is_bad in unsupported.items() if is_bad]

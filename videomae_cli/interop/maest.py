@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from videomae_cli.interop.names import Pairs, rename, split_block_key
+from videomae_cli.interop.names import Pairs, rename, split_block_key, swap
 
 _POSITIONS = (("pos_embed_spatial", "spatial"), ("pos_embed_temporal", "temporal"), ("pos_embed_class", "cls"))
 
@@ -55,17 +55,35 @@ def maest_kind(state_dict: dict[str, Tensor]) -> str:
 
 
 def from_maest_state_dict(state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], list[tuple[str, str]]]:
-    """(our state dict, [(dropped MAE-ST key, why)]). Raises ValueError for layouts we cannot hold."""
+    """(our state dict, [(dropped MAE-ST key, why)]). Raises ValueError for layouts we cannot hold.
+
+    The caller checks every tensor's shape first (`to_maest_state_dict` gives what each should be), so the fusion
+    below only ever concatenates matching projections.
+    """
+    out, attention, unknown = rename_maest(state_dict)
+    if unknown:
+        raise ValueError(f"not an MAE-ST weight we can map: {', '.join(unknown[:5])}")
+    _, blocks = _tables(state_dict)
+    dropped = []
+    for prefix, parts in attention.items():
+        out.update(_fused_attention(prefix, parts))
+        if "k.bias" in parts:
+            dropped.append((_maest_block_name(prefix, blocks) + "attn.k.bias", "exact: softmax ignores a key bias"))
+    return out, dropped
+
+
+def rename_maest(state_dict: dict[str, Tensor]) -> tuple[dict[str, Tensor], dict[str, dict[str, Tensor]], list[str]]:
+    """Every tensor but the attention projections under our names: (renamed, {our block prefix: {"q.weight": ...}},
+    MAE-ST keys with no place in our layout). Renaming only, so it is safe on tensors of any shape."""
     joint = [k for k in _JOINT_TABLES if k in state_dict]
     if joint:
         raise ValueError(
             f"{joint[0]} is a joint learned position table (MAE-ST sep_pos_embed=False); only the separable "
             "layout (pos_embed_spatial/pos_embed_temporal) is supported"
         )
-    pretrain = maest_kind(state_dict) == "pretrain"
-    top, blocks = (_PRETRAIN_TOP, _PRETRAIN_BLOCKS) if pretrain else (_CLASSIFIER_TOP, _CLASSIFIER_BLOCKS)
+    top, blocks = _tables(state_dict)
     out: dict[str, Tensor] = {}
-    attention: dict[str, dict[str, Tensor]] = {}  # our block prefix → {"q.weight": ..., "k.bias": ...}
+    attention: dict[str, dict[str, Tensor]] = {}
     unknown = []
     for key, value in state_dict.items():
         block = split_block_key(key, blocks)
@@ -80,14 +98,37 @@ def from_maest_state_dict(state_dict: dict[str, Tensor]) -> tuple[dict[str, Tens
             unknown.append(key)
         else:
             out[name] = value
-    if unknown:
-        raise ValueError(f"not an MAE-ST weight we can map: {', '.join(unknown[:5])}")
-    dropped = []
-    for prefix, parts in attention.items():
-        out.update(_fused_attention(prefix, parts))
-        if "k.bias" in parts:
-            dropped.append((_maest_block_name(prefix, blocks) + "attn.k.bias", "exact: softmax ignores a key bias"))
-    return out, dropped
+    return out, attention, unknown
+
+
+def to_maest_state_dict(state_dict: dict[str, Tensor], pretrain: bool) -> dict[str, Tensor]:
+    """Our state dict → MAE-ST names, as MAE-ST would store it: qkv split into q/k/v, the q/v biases and a zero k
+    bias. Used (on shape-only tensors) to say what shape every tensor of an MAE-ST file must have."""
+    top, blocks = (_PRETRAIN_TOP, _PRETRAIN_BLOCKS) if pretrain else (_CLASSIFIER_TOP, _CLASSIFIER_BLOCKS)
+    out: dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        block = split_block_key(key, swap(blocks))
+        if block is None:
+            name = rename(key, swap(top))
+            if name is None:
+                raise ValueError(f"no MAE-ST equivalent for {key}")
+            out[name] = value
+        elif block[1] == "attn.qkv.weight":
+            out.update((f"{block[0]}attn.{part}.weight", w) for part, w in zip("qkv", value.chunk(3), strict=True))
+        elif block[1] in ("attn.q_bias", "attn.v_bias"):
+            out[f"{block[0]}attn.{block[1][5]}.bias"] = value
+            if block[1] == "attn.q_bias":
+                out[f"{block[0]}attn.k.bias"] = torch.zeros_like(value)
+        else:
+            out[block[0] + block[1]] = value
+    return out
+
+
+def _tables(state_dict: dict[str, Tensor]) -> tuple[Pairs, Pairs]:
+    """(top-level, block) rename tables for this file's kind."""
+    if maest_kind(state_dict) == "pretrain":
+        return _PRETRAIN_TOP, _PRETRAIN_BLOCKS
+    return _CLASSIFIER_TOP, _CLASSIFIER_BLOCKS
 
 
 def _fused_attention(prefix: str, parts: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -85,9 +85,12 @@ def reconstruction_target(patches: torch.Tensor, kind: str, mean: torch.Tensor, 
     """Targets for patches [B, K, P] of the normalised clip, laid out (p_t, p_h, p_w, c).
 
     norm_pixel (V1): un-normalise to [0, 1], then per tubelet and channel subtract the mean and divide by
-    (unbiased std + 1e-6). pixel: un-normalised [0, 1]. patch_norm (MAE-ST): the normalised input, standardised over
-    the whole patch vector with var + 1e-6 under the square root.
+    (unbiased std + 1e-6). pixel: un-normalised [0, 1]. patch_norm (MAE-ST norm_pix_loss=True): the normalised input,
+    standardised over the whole patch vector with var + 1e-6 under the square root. input (MAE-ST's default,
+    norm_pix_loss=False): the normalised input patch itself.
     """
+    if kind == "input":
+        return patches
     if kind == "patch_norm":
         return (patches - patches.mean(-1, keepdim=True)) / (patches.var(-1, keepdim=True) + 1e-6).sqrt()
     x = patches.unflatten(-1, (-1, 3)) * std + mean  # [B, K, t·p·p, 3] in [0, 1]

@@ -20,7 +20,7 @@ from videomae_cli.errors import ConfigError
 from videomae_cli.interop import hf
 from videomae_cli.interop.names import count_blocks
 from videomae_cli.interop.official import FACTORIES, released_architecture
-from videomae_cli.interop.sources import Source
+from videomae_cli.interop.sources import LAYOUTS, Source
 from videomae_cli.models.sizes import SIZES
 
 # Official defaults for what the weights do not record (V1 K400 pretraining; MAE-ST's own defaults).
@@ -80,10 +80,10 @@ def missing_heads(settings: dict[str, Setting], kind: str, given: set[str], sour
     if not missing:
         return
     where = "no saved training args" if not source.args else "the saved args name no heads and no official model"
-    widths = ", ".join(f"{name.removesuffix('heads')}dim {settings[_WIDTH_OF[name]].value}" for name in missing)
+    dim, depth, mlp = (settings[f"model.{k}"].value for k in ("dim", "depth", "mlp_dim"))
     raise MissingSettings(
-        f"SRC: {source.path.name} does not record {' or '.join(missing)} ({where}; {widths} with depth "
-        f"{settings['model.depth'].value} is no released architecture), and a guess would convert silently wrong",
+        f"SRC: {source.path.name} does not record {' or '.join(missing)} ({where}, and width {dim}, depth {depth}, "
+        f"MLP {mlp} is no released {LAYOUTS[source.layout]} model); a guessed head count would convert silently wrong",
         missing,
     )
 
@@ -203,9 +203,6 @@ def _is_int(value: Any) -> bool:
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Heads: the factory named in the args, then the released architecture the weights match
-
-_WIDTH_OF = {"model.heads": "model.dim", "model.decoder_heads": "model.decoder_dim"}
-
 
 def _fill_heads(settings: dict[str, Setting], source: Source, kind: str) -> None:
     """Head counts the weights cannot tell: from `args.model`'s factory, else from the released architecture of

@@ -193,21 +193,28 @@ def test_maest_with_heads_in_the_saved_args_converts_exactly(dims: tuple[int, in
     assert_maest_outputs(source, converted(src))
 
 
-def test_maest_classifier_without_args_is_refused_and_with_heads_set_converts_exactly(tmp_path: Path) -> None:
-    source = sharpened(VisionTransformer(dim=RELEASED_WIDTH[0], heads=4), seed=4)
-    src = tmp_path / "finetuned.pth"
-    torch.save({"model_state": source.state_dict()}, src)
-    assert refused_fields(src) == ENCODER_FIELD
+@pytest.mark.parametrize("dims", [TINY, RELEASED_WIDTH], ids=["tiny-width", "released-width"])
+def test_maest_classifier_is_refused_without_heads_and_exact_with_them(
+    dims: tuple[int, int, int, int], tmp_path: Path
+) -> None:
+    source = sharpened(VisionTransformer(dim=dims[0], heads=dims[1]), seed=4)
+    torch.save({"model_state": source.state_dict()}, tmp_path / "released.pth")
+    assert refused_fields(tmp_path / "released.pth") == ENCODER_FIELD
     video = make_clip()
     with torch.no_grad():
-        torch.testing.assert_close(converted(src, "model.heads=4")(video), source(video), atol=ATOL, rtol=0)
+        expected = source(video)
+        by_user = converted(tmp_path / "released.pth", f"model.heads={dims[1]}")(video)
+        by_args = converted(save_pth(source, tmp_path / "ft.pth", num_heads=dims[1]))(video)
+    torch.testing.assert_close(by_user, expected, atol=ATOL, rtol=0)
+    torch.testing.assert_close(by_args, expected, atol=ATOL, rtol=0)
 
 
 # -------------------------------------------------------------------------------------------------------------- HF
 
 
-def test_hf_takes_non_default_heads_from_config_json(tmp_path: Path) -> None:
-    spec = ModelSpec(**model_spec(TINY))
+@pytest.mark.parametrize("dims", [TINY, RELEASED_WIDTH], ids=["tiny-width", "released-width"])
+def test_hf_takes_non_default_heads_from_config_json(dims: tuple[int, int, int, int], tmp_path: Path) -> None:
+    spec = ModelSpec(**model_spec(dims))
     hf = transformers.VideoMAEForPreTraining(transformers.VideoMAEConfig(**hf_config_kwargs(spec, PARITY_GRID)))
     sharpened(hf, seed=5)
     hf.decoder.norm.eps = spec.layer_norm_eps  # HF hard-codes 1e-5 here; only the head count is under test

@@ -15,12 +15,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from videomae_cli.errors import VideoMAEError
+
+if TYPE_CHECKING:  # the interop layer imports torch: only after a request is valid
+    from videomae_cli.interop.convert import Conversion
 
 app = typer.Typer(
     name="videomae",
@@ -469,12 +472,12 @@ def convert(
         typer.echo(f"wrote {out} ({conversion.kind} checkpoint; try: videomae evaluate {out})")
 
 
-def _verify_conversion(conversion: object) -> None:
+def _verify_conversion(conversion: Conversion) -> None:
     """convert --verify: print the comparison; a difference above tolerance is an error (nothing is written)."""
     from videomae_cli.errors import ConfigError
     from videomae_cli.interop.verify import verify
 
-    result = verify(conversion)  # type: ignore[arg-type]
+    result = verify(conversion)
     line = (
         f"verify: {result.compared}: largest difference {result.max_diff:.1e} from {result.reference} "
         f"(tolerance {result.tolerance:.0e})"

@@ -51,22 +51,22 @@ def expected_source_shapes(
     return {name: tuple(t.shape) for name, t in theirs.items()}, optional
 
 
-def check_source_tensors(state_dict: dict[str, Tensor], expected: Shapes, optional: set[str]) -> None:
-    """Every SRC tensor has the shape the spec needs, and nothing is missing or left over; else one line."""
+def check_tensors(state_dict: dict[str, Tensor], expected: Shapes, optional: set[str], where: str = "SRC") -> None:
+    """Every tensor has the shape the spec needs, and nothing is missing or left over; else one line, `where:` first."""
     for name, value in state_dict.items():
         if not isinstance(value, Tensor):
-            raise ConfigError(f"SRC: {name} is a {type(value).__name__}, not a tensor")
+            raise ConfigError(f"{where}: {name} is a {type(value).__name__}, not a tensor")
         if name in expected and tuple(value.shape) != expected[name]:
             raise ConfigError(
-                f"SRC: {name} is {_shape(value.shape)}; the inferred spec needs {_shape(expected[name])} "
+                f"{where}: {name} is {_shape(value.shape)}; the inferred spec needs {_shape(expected[name])} "
                 "(a damaged file, or a spec field set wrong)"
             )
     unexpected = [name for name in state_dict if name not in expected]
     if unexpected:
-        raise ConfigError(f"SRC: {len(unexpected)} tensors have no place in the inferred model: {_few(unexpected)}")
+        raise ConfigError(f"{where}: {len(unexpected)} tensors have no place in the inferred model: {_few(unexpected)}")
     missing = [name for name in expected if name not in state_dict and name not in optional]
     if missing:
-        raise ConfigError(f"SRC: {len(missing)} tensors the inferred model needs are missing: {_few(missing)}")
+        raise ConfigError(f"{where}: {len(missing)} tensors the inferred model needs are missing: {_few(missing)}")
 
 
 def _shape(shape: tuple[int, ...] | torch.Size) -> str:

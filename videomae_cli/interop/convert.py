@@ -22,7 +22,7 @@ from videomae_cli.api import KIND_SPECS
 from videomae_cli.engine.checkpoint import model_metadata, save_weights
 from videomae_cli.errors import ConfigError
 from videomae_cli.interop import hf, maest
-from videomae_cli.interop.checks import check_source_tensors, expected_source_shapes, our_shapes
+from videomae_cli.interop.checks import check_tensors, expected_source_shapes, our_shapes
 from videomae_cli.interop.settings import Setting, infer_settings, missing_heads, nested, required_tensor
 from videomae_cli.interop.sources import LAYOUTS, Source, read_source
 from videomae_cli.specs import FinetuneSpec, PretrainSpec, resolve_spec
@@ -58,7 +58,7 @@ def convert(path: Path, sets: list[str] | None = None) -> Conversion:
     settings.update((key, Setting(_lookup(spec, key), "--set")) for key in given)
     classes = _classes(source, renamed) if kind == "classifier" else None
     expected, optional = expected_source_shapes(source, spec, classes)
-    check_source_tensors(source_names(source), expected, optional)
+    check_tensors(source_names(source), expected, optional)
     state_dict, dropped = to_our_names(source, kind)
     check_loads(spec, classes, state_dict)
     return Conversion(source, kind, spec, state_dict, classes, settings, dropped, _notes(source))
@@ -177,21 +177,8 @@ def _classes(source: Source, state_dict: dict[str, Tensor]) -> list[str]:
 def check_loads(spec: PretrainSpec | FinetuneSpec, classes: list[str] | None, state_dict: dict[str, Tensor]) -> None:
     """The mapped weights fill our model exactly, as load_state_dict(strict=True) needs: a guard on the mapping
     itself (SRC's own shapes were checked before it)."""
-    expected = our_shapes(spec, classes)
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    wrong = [k for k in expected if k in state_dict and expected[k].shape != state_dict[k].shape]
-    problems = []
-    if missing:
-        problems.append(f"missing {', '.join(missing[:4])}")
-    if unexpected:
-        problems.append(f"unexpected {', '.join(unexpected[:4])}")
-    if wrong:
-        problems.append(
-            f"{wrong[0]} is {tuple(state_dict[wrong[0]].shape)}, the spec needs {tuple(expected[wrong[0]].shape)}"
-        )
-    if problems:
-        raise ConfigError(f"SRC: the mapped weights do not fit the inferred spec: {'; '.join(problems)}")
+    expected = {name: tuple(t.shape) for name, t in our_shapes(spec, classes).items()}
+    check_tensors(state_dict, expected, set(), "SRC mapped onto our names")
 
 
 _MAPPING = {

@@ -204,6 +204,7 @@ def _is_int(value: Any) -> bool:
 # ---------------------------------------------------------------------------------------------------------------------
 # Heads: the factory named in the args, then the released architecture the weights match
 
+
 def _fill_heads(settings: dict[str, Setting], source: Source, kind: str) -> None:
     """Head counts the weights cannot tell: from `args.model`'s factory, else from the released architecture of
     this layout that the weights match exactly. Left unset otherwise (`missing_heads` refuses)."""

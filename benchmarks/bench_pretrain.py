@@ -31,8 +31,8 @@ import machine
 import torch
 
 from videomae_cli.engine.loop import resolve_precision
-from videomae_cli.masking import MaskGenerator, collate_masks
-from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD, MaskedTokens, PretrainVideoMAE
+from videomae_cli.masking import MaskedTokens, MaskGenerator, collate_masks
+from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD, PretrainVideoMAE
 from videomae_cli.models.vit import TokenGrid
 from videomae_cli.specs import MaskSpec, ModelSpec
 

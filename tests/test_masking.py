@@ -10,13 +10,11 @@ from pydantic import ValidationError
 from videomae_cli.masking import (
     MaskGenerator,
     SampleMask,
-    check_mask_fits,
     collate_masks,
-    masked_count,
     running_cell_selection,
 )
 from videomae_cli.models.vit import TokenGrid
-from videomae_cli.specs import MaskSpec, PretrainSpec, grid_of
+from videomae_cli.specs import MaskSpec, PretrainSpec, check_mask_fits, grid_of, masked_count
 
 # 16 frames of 128×128: 8 time slices of 8×8 patches, 512 tokens (an even grid, so running-cell masking applies).
 GRID = TokenGrid(frames=16, height=128, width=128, patch=16, tubelet=2)

@@ -8,11 +8,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from videomae_cli.masking import MaskGenerator, collate_masks
+from videomae_cli.masking import MaskedTokens, MaskGenerator, collate_masks
 from videomae_cli.models.pretrain import (
     IMAGENET_MEAN,
     IMAGENET_STD,
-    MaskedTokens,
     PretrainVideoMAE,
     reconstruction_loss,
 )

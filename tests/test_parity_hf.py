@@ -18,8 +18,8 @@ from videomae_cli.interop.hf import (
     installed_qv_bias_style,
     to_hf_pretraining_state_dict,
 )
-from videomae_cli.masking import MaskGenerator, collate_masks, random_mask, tube_mask
-from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD, MaskedTokens, PretrainVideoMAE
+from videomae_cli.masking import MaskedTokens, MaskGenerator, collate_masks, random_mask, tube_mask
+from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD, PretrainVideoMAE
 from videomae_cli.models.vit import TokenGrid
 from videomae_cli.specs import MaskSpec, ModelSpec
 

@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from conftest import PARITY_GRID, parity_model, parity_spec
 from torch import Tensor, nn
 
-from videomae_cli.masking import random_mask, running_cell_selection, tube_mask
-from videomae_cli.models.pretrain import MaskedTokens
+from videomae_cli.masking import MaskedTokens, random_mask, running_cell_selection, tube_mask
 from videomae_cli.models.vit import sinusoid_table
 from videomae_cli.specs import ModelSpec
 

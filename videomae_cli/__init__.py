@@ -1,6 +1,8 @@
 """videomae-cli: VideoMAE-style masked-autoencoder video pretraining."""
 
-__version__ = "0.1.0"
+from videomae_cli.version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def load(path, device="cpu"):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
 from videomae_cli.engine.checkpoint import read_metadata, read_spec_json, weights_file
+from videomae_cli.errors import ConfigError
 from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.models.pretrain import PretrainVideoMAE
 from videomae_cli.specs import FinetuneSpec, PretrainSpec, grid_of
@@ -31,6 +33,17 @@ def load(path: str | Path, device: str = "cpu") -> nn.Module:
     model = build_model(spec, classes)
     model.load_state_dict(load_file(str(path), device=device))
     return model.to(device).eval()
+
+
+def load_checkpoint(path: Path) -> nn.Module:
+    """Our checkpoint as a model, or a one-line ConfigError naming what is wrong with the file."""
+    file = weights_file(path)
+    if not file.is_file():
+        raise ConfigError(f"checkpoint: no such file: {file}")
+    try:
+        return load(file, device="cpu")
+    except (ValueError, OSError, SafetensorError) as e:
+        raise ConfigError(f"checkpoint: cannot load {file}: {e}") from None
 
 
 def build_model(spec: PretrainSpec | FinetuneSpec, classes: list[str] | None = None) -> nn.Module:

@@ -513,7 +513,7 @@ def export(
 ) -> None:
     """Export a checkpoint for HF transformers, the official VideoMAE code, or ONNX, and say what the receiving
     library needs to know (input layout, normalisation)."""
-    from videomae_cli.engine.evaluate import load_checkpoint
+    from videomae_cli.api import load_checkpoint
     from videomae_cli.errors import ConfigError
     from videomae_cli.interop.export import export as run_export
 

@@ -15,10 +15,10 @@ import numpy as np
 
 from videomae_cli.models.grid import TokenGrid
 from videomae_cli.seeding import Stream, sample_rng
-from videomae_cli.specs import MaskSpec
+from videomae_cli.specs import MaskSpec, check_mask_fits
 
 if TYPE_CHECKING:
-    from videomae_cli.models.pretrain import MaskedTokens
+    import torch
 
 
 def tube_mask(grid: TokenGrid, ratio: float, rng: np.random.Generator) -> np.ndarray:
@@ -61,28 +61,47 @@ def running_cell_selection(grid: TokenGrid, decoder_ratio: float, rng: np.random
     return ~np.concatenate(slices)
 
 
-def masked_count(spec: MaskSpec, grid: TokenGrid) -> int:
-    """How many tokens every sample masks under `spec`."""
-    if spec.type == "tube":
-        return round(spec.ratio * grid.per_slice) * grid.t
-    if spec.type == "frame":
-        return round(spec.ratio * grid.t) * grid.per_slice
-    return round(spec.ratio * grid.num_tokens)
+@dataclass
+class MaskedTokens:
+    """A batch's mask as index tensors (same counts in every sample).
+
+    visible: [B, N_vis] tokens the encoder sees, ascending.
+    decoded: [B, N_dec] tokens the decoder reconstructs (the masked ones, or V2's running-cell selection), ascending.
+    weight:  [B, N_dec] 1 where the encoder did not see the token, 0 where it did; None when every decoded token counts.
+    """
+
+    visible: torch.Tensor
+    decoded: torch.Tensor
+    weight: torch.Tensor | None = None
+
+    @classmethod
+    def from_mask(cls, mask: torch.Tensor, decode: torch.Tensor | None = None) -> MaskedTokens:
+        """From a bool mask [B, N] (True = masked) and optionally a bool decoder selection [B, N] (True = decoded).
+
+        A convenience for the Python API: it reads the mask counts on the host, which the training step never does.
+        """
+        import torch  # the module imports no torch: see collate_masks
+
+        num_visible = mask.shape[1] - _same_count(mask, "mask")
+        order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)  # visible first, each part ascending
+        if decode is None:
+            return cls(order[:, :num_visible], order[:, num_visible:])
+        num_decoded = _same_count(decode, "decoder selection")
+        decoded = torch.argsort((~decode).to(torch.uint8), dim=1, stable=True)[:, :num_decoded]
+        return cls(order[:, :num_visible], decoded, mask.gather(1, decoded).float())
+
+    def to(self, device: torch.device | str) -> MaskedTokens:
+        """The same indices on `device` (non-blocking)."""
+        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
+        return MaskedTokens(move(self.visible), move(self.decoded), move(self.weight))
 
 
-def check_mask_fits(spec: MaskSpec, grid: TokenGrid) -> None:
-    """Raise ValueError naming the field when the mask would hide every token, or none, of this grid."""
-    masked = masked_count(spec, grid)
-    if not 0 < masked < grid.num_tokens:
-        unit = {"tube": f"{grid.per_slice} patches per frame", "frame": f"{grid.t} time slices"}.get(
-            spec.type, f"{grid.num_tokens} tokens"
-        )
-        raise ValueError(f"mask.ratio: {spec.ratio} masks {'none' if masked == 0 else 'all'} of the {unit}")
-    if spec.decoder_ratio and (grid.h % 2 or grid.w % 2):
-        raise ValueError(
-            f"mask.decoder_ratio: running-cell masking needs an even patch grid, got {grid.h}×{grid.w} "
-            "(change data.input_size)"
-        )
+def _same_count(selection: torch.Tensor, what: str) -> int:
+    """The number of True entries per sample of a bool [B, N] selection, which must be equal across the batch."""
+    counts = selection.sum(1)
+    if bool((counts != counts[0]).any()):
+        raise ValueError(f"every sample's {what} must select the same number of tokens, got {counts.tolist()}")
+    return int(counts[0])
 
 
 @dataclass(frozen=True)
@@ -117,10 +136,7 @@ class MaskGenerator:
 
 def collate_masks(masks: Sequence[SampleMask]) -> MaskedTokens:
     """Stack per-sample masks into the batch index tensors the model consumes."""
-    # Imported here: the rest of this module is numpy only, and specs use it to check a mask before torch is loaded.
-    import torch
-
-    from videomae_cli.models.pretrain import MaskedTokens
+    import torch  # here: the rest of this module is numpy only at import, so a bad request is refused quickly
 
     weight = None
     if masks[0].weight is not None:

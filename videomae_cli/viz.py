@@ -105,7 +105,7 @@ def setup(
 
 def load_pretrain_model(path: Path) -> PretrainVideoMAE:
     """A pretrain checkpoint (file, checkpoint dir or run dir) in eval mode, on the CPU; not a classifier."""
-    from videomae_cli.engine.evaluate import load_checkpoint  # the engine imports only when a checkpoint is given
+    from videomae_cli.api import load_checkpoint  # the model code imports only when a checkpoint is given
 
     model = load_checkpoint(path)
     if not isinstance(model, PretrainVideoMAE):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -18,9 +18,12 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from videomae_cli.data.synthetic import SyntheticVideos
 from videomae_cli.data.video import VideoError
-from videomae_cli.masking import MaskGenerator, SampleMask, collate_masks
-from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD, MaskedTokens
+from videomae_cli.masking import MaskedTokens, MaskGenerator, SampleMask, collate_masks
+from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD
 from videomae_cli.seeding import Stream, sample_rng
+
+if TYPE_CHECKING:
+    from videomae_cli.specs import DataSpec
 
 
 class EpochSampler(Sampler[tuple[int, int]]):
@@ -100,6 +103,11 @@ class SyntheticSource:
         temporal view is the whole clip."""
         clip, _ = self.videos[index]
         return [clip] * len(choose(self.videos.num_frames))
+
+
+def synthetic_validation(data: DataSpec, seed: int) -> SyntheticSource:
+    """The held-out synthetic videos (indices no synthetic training set reaches)."""
+    return SyntheticSource(SyntheticVideos.from_spec(data, seed, held_out=True))
 
 
 @dataclass(frozen=True)

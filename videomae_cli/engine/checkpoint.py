@@ -20,7 +20,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from videomae_cli import __version__
+from videomae_cli.version import __version__
 
 CHECKPOINTS = "checkpoints"
 MODEL_FILE = "model.safetensors"

@@ -21,7 +21,6 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from videomae_cli import __version__
 from videomae_cli.data.clips import window_length
 from videomae_cli.data.loader import BadClip, ClipNormalizer
 from videomae_cli.data.manifest import ManifestEntry
@@ -35,6 +34,7 @@ from videomae_cli.engine.predict import run_in_chunks
 from videomae_cli.engine.progress import Reporter, step_counter
 from videomae_cli.errors import ConfigError
 from videomae_cli.specs import DataSpec, EmbedSpec
+from videomae_cli.version import __version__
 
 METADATA_KEY = "videomae.embed"  # the only metadata key: safetensors writes several keys in random order
 PLAN_FILE = "plan.json"
@@ -329,7 +329,7 @@ class EmbedResult:
 def embed(spec: EmbedSpec, reporter: Reporter, after_shard: Callable[[int], None] | None = None) -> EmbedResult:
     """Extract features of every input video into spec.out, resuming an interrupted run of the same job.
     `after_shard(i)` is called once shard i is safely on disk."""
-    from videomae_cli.engine.evaluate import load_checkpoint
+    from videomae_cli.api import load_checkpoint
     from videomae_cli.engine.inputs import collect_inputs
 
     model = load_checkpoint(spec.checkpoint)

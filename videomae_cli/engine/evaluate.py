@@ -20,14 +20,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from videomae_cli.data.loader import BadClip, ClipNormalizer
+from videomae_cli.api import load_checkpoint
+from videomae_cli.data.loader import BadClip, ClipNormalizer, synthetic_validation
 from videomae_cli.data.manifest import VAL_MANIFEST, read_manifest, resolve_manifest, validation_manifest
 from videomae_cli.data.synthetic import SyntheticVideos
 from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource, view_loader
 from videomae_cli.engine import metrics
-from videomae_cli.engine.checkpoint import atomic_write, weights_file
+from videomae_cli.engine.checkpoint import atomic_write
 from videomae_cli.engine.distributed import pick_device
-from videomae_cli.engine.finetune import synthetic_validation
 from videomae_cli.engine.loop import autocast_for
 from videomae_cli.engine.predict import ViewPredictions, predict_views, run_in_chunks
 from videomae_cli.engine.progress import Reporter, step_counter
@@ -66,21 +66,6 @@ def evaluate(spec: EvaluateSpec, reporter: Reporter) -> Evaluation:
     evaluation.report["checkpoint"] = str(spec.checkpoint)
     write_json(report_path, evaluation.report)
     return evaluation
-
-
-def load_checkpoint(path: Path) -> nn.Module:
-    """Our checkpoint as a model, or a one-line ConfigError naming what is wrong with the file."""
-    from safetensors import SafetensorError
-
-    from videomae_cli.api import load
-
-    file = weights_file(path)
-    if not file.is_file():
-        raise ConfigError(f"checkpoint: no such file: {file}")
-    try:
-        return load(file, device="cpu")
-    except (ValueError, OSError, SafetensorError) as e:
-        raise ConfigError(f"checkpoint: cannot load {file}: {e}") from None
 
 
 def write_json(path: Path, report: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 from torch import nn
 
-from videomae_cli.data.loader import ClipBatch, ClipSource, SampledClips, SyntheticSource
+from videomae_cli.data.loader import ClipBatch, ClipSource, SampledClips, SyntheticSource, synthetic_validation
 from videomae_cli.data.manifest import class_names, read_manifest, resolve_manifest, validation_manifest
 from videomae_cli.data.synthetic import MOTION_CLASSES, SyntheticVideos
 from videomae_cli.data.transforms import FinetuneTrainTransform
@@ -77,11 +77,6 @@ def labelled_data(data: DataSpec, augment: AugmentSpec, seed: int) -> LabelledDa
     val_manifest = validation_manifest(Path(data.source), data.val_source)
     val = VideoClips(read_manifest(val_manifest, data.root), data, seed) if val_manifest else None
     return LabelledData(train, val, classes, train.backend)
-
-
-def synthetic_validation(data: DataSpec, seed: int) -> SyntheticSource:
-    """The held-out synthetic videos (indices no synthetic training set reaches)."""
-    return SyntheticSource(SyntheticVideos.from_spec(data, seed, held_out=True))
 
 
 def train_transform(data: DataSpec, augment: AugmentSpec, flip_default: bool) -> FinetuneTrainTransform:

@@ -28,7 +28,6 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from videomae_cli import __version__
 from videomae_cli.data.loader import STOP_SIGNALS, BadClip, ClipBatch, ClipNormalizer, SampledClips, train_loader
 from videomae_cli.engine import distributed
 from videomae_cli.engine.checkpoint import (
@@ -46,6 +45,7 @@ from videomae_cli.engine.progress import MetricsLog, Reporter, format_duration
 from videomae_cli.errors import ConfigError, DataError, NonFiniteLossError, Preempted
 from videomae_cli.models.vit import Blocks, set_activation_checkpointing
 from videomae_cli.specs import FinetuneSpec, PretrainSpec, spec_to_yaml
+from videomae_cli.version import __version__
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 TrainSpec = PretrainSpec | FinetuneSpec

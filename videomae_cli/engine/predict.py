@@ -114,8 +114,8 @@ def predictions(result: ViewPredictions, views: VideoViews, classes: list[str], 
 def predict(spec: PredictSpec, reporter: Reporter) -> tuple[list[Prediction], list[BadClip]]:
     """Top-k classes of every input video under a classifier checkpoint (multi-view, as `evaluate`), and the inputs
     that could not be read. Writes spec.json_path (JSON lines: predictions, then errors) when given."""
+    from videomae_cli.api import load_checkpoint
     from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
-    from videomae_cli.engine.evaluate import load_checkpoint
     from videomae_cli.engine.inputs import collect_inputs
 
     model = load_checkpoint(spec.checkpoint)

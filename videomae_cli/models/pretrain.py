@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from videomae_cli.masking import MaskedTokens
 from videomae_cli.models.vit import (
     Block,
     Blocks,
@@ -28,47 +29,6 @@ from videomae_cli.specs import ModelSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class MaskedTokens:
-    """A batch's mask as index tensors (same counts in every sample).
-
-    visible: [B, N_vis] tokens the encoder sees, ascending.
-    decoded: [B, N_dec] tokens the decoder reconstructs (the masked ones, or V2's running-cell selection), ascending.
-    weight:  [B, N_dec] 1 where the encoder did not see the token, 0 where it did; None when every decoded token counts.
-    """
-
-    visible: torch.Tensor
-    decoded: torch.Tensor
-    weight: torch.Tensor | None = None
-
-    @classmethod
-    def from_mask(cls, mask: torch.Tensor, decode: torch.Tensor | None = None) -> MaskedTokens:
-        """From a bool mask [B, N] (True = masked) and optionally a bool decoder selection [B, N] (True = decoded).
-
-        A convenience for the Python API: it reads the mask counts on the host, which the training step never does.
-        """
-        num_visible = mask.shape[1] - _same_count(mask, "mask")
-        order = torch.argsort(mask.to(torch.uint8), dim=1, stable=True)  # visible first, each part ascending
-        if decode is None:
-            return cls(order[:, :num_visible], order[:, num_visible:])
-        num_decoded = _same_count(decode, "decoder selection")
-        decoded = torch.argsort((~decode).to(torch.uint8), dim=1, stable=True)[:, :num_decoded]
-        return cls(order[:, :num_visible], decoded, mask.gather(1, decoded).float())
-
-    def to(self, device: torch.device | str) -> MaskedTokens:
-        """The same indices on `device` (non-blocking)."""
-        move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return MaskedTokens(move(self.visible), move(self.decoded), move(self.weight))
-
-
-def _same_count(selection: torch.Tensor, what: str) -> int:
-    """The number of True entries per sample of a bool [B, N] selection, which must be equal across the batch."""
-    counts = selection.sum(1)
-    if bool((counts != counts[0]).any()):
-        raise ValueError(f"every sample's {what} must select the same number of tokens, got {counts.tolist()}")
-    return int(counts[0])
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Training and inference engines: loops, checkpoints, distributed setup, metrics and progress."""

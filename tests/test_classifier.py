@@ -83,7 +83,7 @@ def test_logits_match_transformers_video_classification() -> None:
     hf = VideoMAEForVideoClassification(config).eval()
     result = hf.load_state_dict(to_hf_classification_state_dict(ours.state_dict()), strict=True)
     assert not result.missing_keys and not result.unexpected_keys
-    hf.fc_norm.eps = spec.layer_norm_eps  # HF hard-codes 1e-5 for fc_norm (DESIGN §5)
+    hf.fc_norm.eps = spec.layer_norm_eps  # HF hard-codes 1e-5 for fc_norm (design.md: weight names)
     video = make_clip()
     with torch.no_grad():
         expected = hf(video.permute(0, 2, 1, 3, 4)).logits  # HF takes [B, T, C, H, W]

@@ -1,5 +1,6 @@
 """Evaluation: multi-view cutting (which frames, which crops, in which order), softmax averaging, robustness to bad
-videos and to batching, and `videomae evaluate` end to end through the real CLI (DESIGN §3, §4, §6).
+videos and to batching, and `videomae evaluate` end to end through the real CLI (design.md: commands, run
+directory, math).
 
 Temporal views are checked on real PyAV-written videos whose frame index is encoded in the pixels; crop positions on
 exact uint8 clips served by a small in-memory ViewSource (no codec blur).
@@ -111,7 +112,7 @@ def tiny_classifier(frames: int, size: int, num_classes: int, seed: int = 0) -> 
 
 
 def normalise(views: torch.Tensor) -> torch.Tensor:
-    """uint8 [V, T, H, W, 3] → float [V, 3, T, H, W] with ImageNet mean/std in 0..255 units (DESIGN §4)."""
+    """uint8 [V, T, H, W, 3] → float [V, 3, T, H, W], ImageNet mean/std in 0..255 units (design.md: run directory)."""
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1, 1) * 255
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1, 1) * 255
     return (views.permute(0, 4, 1, 2, 3).float() - mean) / std

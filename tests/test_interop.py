@@ -252,7 +252,7 @@ def test_convert_hf_then_export_hf_round_trips_exactly(tmp_path: Path) -> None:
 
 
 def official_keys(prefix: str, depth: int) -> set[str]:
-    """One block's official names (DESIGN §5), for `depth` blocks under `prefix`."""
+    """One block's official names (design.md: weight names), for `depth` blocks under `prefix`."""
     names = (
         "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.q_bias", "attn.v_bias", "attn.proj.weight",
         "attn.proj.bias", "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight",

@@ -1,4 +1,4 @@
-"""Mask generators (DESIGN §6): tube, random, frame, V2's running-cell decoder mask, and mask-related spec checks."""
+"""Mask generators (design.md: math): tube, random, frame, V2's running-cell decoder mask, and the mask spec checks."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The pretraining model (DESIGN §4–§6): sizes, the official V1 weight layout, positions, masks as indices."""
+"""The pretraining model (design.md: run directory, weight names, math): sizes, the official V1 weight layout,
+positions, masks as indices."""
 
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def test_small_sizes_predict_every_masked_tubelet(name: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Weight layout (DESIGN §5)
+# Weight layout (design.md: weight names)
 
 
 def block_shapes(prefix: str, dim: int, mlp_dim: int) -> dict[str, tuple[int, ...]]:
@@ -185,7 +186,7 @@ def test_every_parameter_receives_a_gradient(variant: dict[str, object], mask_ty
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Numerics (DESIGN §6)
+# Numerics (design.md: math)
 
 
 def test_patchify_lays_rows_out_t_h_w_and_each_row_pt_ph_pw_c() -> None:

@@ -133,7 +133,7 @@ def test_qv_bias_styles_name_the_biases() -> None:
 
 
 def assert_hf_qv_biases_are_ours(hf: nn.Module, ours: PretrainVideoMAE) -> None:
-    """DESIGN §5: some HF 5.x releases loaded the q/v biases as zeros, so check them after every load."""
+    """design.md: weight names: some HF 5.x releases loaded the q/v biases as zeros, so check them after every load."""
     pairs = [(hf.videomae.encoder.layer, ours.encoder.blocks), (hf.decoder.decoder_layers, ours.decoder.blocks)]
     for hf_layers, our_blocks in pairs:
         for layer, block in zip(hf_layers, our_blocks, strict=True):

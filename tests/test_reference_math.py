@@ -1,4 +1,4 @@
-"""Our fused model against a plain float64 reference written here from the official code, line by line (DESIGN §6).
+"""Our fused model against a plain float64 reference written from the official code, line by line (design.md: math).
 
 The reference reads the weights by their official names and does what MCG-NJU/VideoMAE (V1), OpenGVLab/VideoMAEv2
 (decoder masking) and facebookresearch/mae_st (patch-norm target) do: a Conv3d over the full clip, the sinusoid

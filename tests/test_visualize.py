@@ -1,5 +1,5 @@
 """`videomae visualize-mask`: the clip is cut as evaluation cuts it, masked as training masks it, reconstructed by the
-model with the official V1 de-normalisation, and drawn as a PNG grid, a GIF or an MP4 (DESIGN §3, §6).
+model with the official V1 de-normalisation, and drawn as a PNG grid, a GIF or an MP4 (design.md: commands, math).
 
 The arrays are checked in-process; every output kind and the exit codes go through the real CLI.
 """

@@ -21,7 +21,7 @@ KIND_SPECS = {"pretrain": PretrainSpec, "classifier": FinetuneSpec}
 def load(path: str | Path, device: str = "cpu") -> nn.Module:
     """Load one of our checkpoints (a .safetensors file, a checkpoint dir or a run dir) in eval mode, with `.spec`.
 
-    A pretrain checkpoint gives a PretrainVideoMAE: `model(video, mask)` → `.loss`, `.pred` (DESIGN §4).
+    A pretrain checkpoint gives a PretrainVideoMAE: `model(video, mask)` → `.loss`, `.pred` (design.md: run directory).
     A classifier checkpoint gives a VideoClassifier: `model(video)` → logits [B, K], with `.classes` (the names).
     """
     path = weights_file(path)

@@ -1,4 +1,4 @@
-"""Mask generators (DESIGN §6): tube, random, frame, and VideoMAE V2's running-cell decoder mask.
+"""Mask generators (design.md: math): tube, random, frame, and VideoMAE V2's running-cell decoder mask.
 
 A sample's mask is a pure function of (seed, epoch, sample index), so it does not depend on batch size, worker count,
 world size or restarts. Every sample of a spec masks the same number of tokens, and masks reach the model as index

@@ -1,4 +1,4 @@
-"""VideoMAE annotation files (DESIGN §7): `PATH LABEL` lines, or VideoMAE V2's `PATH START TOTAL` pretraining lists.
+"""VideoMAE annotation files (design.md: data formats): `PATH LABEL` lines, or V2's `PATH START TOTAL` lists.
 
 Space separated, no header. Paths may contain spaces (the numeric columns are split off the right end) and may be
 relative to a data root (by default the manifest's own folder).

@@ -4,7 +4,7 @@ A source (class-per-folder tree, flat folder, VideoMAE annotation file, Kinetics
 the built-in synthetic videos) is read into a list of (video, label, split) items. Every video is probed in parallel
 (`probe.probe_video`: PyAV's checks, then a first- and last-frame decode with the training decoder, `--decoder`), bad
 ones are reported and left out, optionally transcoded to a smaller short side, split (stratified, seeded) where the
-source has no split, and written to DIR as (DESIGN §7):
+source has no split, and written to DIR as (design.md: data formats):
 
 - `train.csv`, `val.csv` (and `test.csv` where the source has a test split): `PATH LABEL` lines, space separated, no
   header. PATH is absolute, so the manifests work from any working directory and need no data root.

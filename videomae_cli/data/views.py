@@ -1,4 +1,4 @@
-"""Evaluation views: each video becomes C temporal clips × S spatial crops, deterministically (DESIGN §6).
+"""Evaluation views: each video becomes C temporal clips × S spatial crops, deterministically (design.md: math).
 
 Temporal clips follow the official test modes (`dense_test_indices`: clips spread evenly over the video;
 `segment_test_indices`: segment starts, then middles, ...); every clip is resized to short side = input size and cut

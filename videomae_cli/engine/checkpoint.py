@@ -1,4 +1,4 @@
-"""Run-directory checkpoints (DESIGN §4): self-describing safetensors weights + a resume-only train_state.pt.
+"""Run-directory checkpoints (design.md: run directory): self-describing safetensors + a resume-only train_state.pt.
 
 Every file is written to a temporary name and renamed into place, and a checkpoint directory becomes visible only
 once complete, so an interrupted save (even kill -9) leaves the previous checkpoint intact and loadable.

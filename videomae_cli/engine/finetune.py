@@ -1,6 +1,6 @@
 """Fine-tuning: `setup()` builds a classification run from a FinetuneSpec; the shared loop trains it.
 
-The official V1 recipe (DESIGN §6) from timm parts: layer-wise lr decay (`param_groups_layer_decay` through the
+The official V1 recipe (design.md: math) from timm parts: layer-wise lr decay (`param_groups_layer_decay` through the
 model's `group_matcher()`), Mixup/CutMix with label smoothing, RandAugment and random erasing in the clip transform,
 DropPath in the blocks, an optional EMA of the weights. Every epoch ends with single-view validation; the best
 weights so far are kept as RUN/best.safetensors.

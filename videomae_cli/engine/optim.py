@@ -1,4 +1,4 @@
-"""Optimizer and learning-rate schedule (DESIGN §6: AdamW, linear warmup then cosine, per step)."""
+"""Optimizer and learning-rate schedule (design.md: math: AdamW, linear warmup then cosine, per step)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Weights and config for HF transformers' `VideoMAEForPreTraining` (DESIGN §5).
+"""Weights and config for HF transformers' `VideoMAEForPreTraining` (design.md: weight names).
 
 Our pretrain state dict uses the official V1 names. One rename table drives both directions; the only entry that is
 not a rename is the fused qkv weight, which HF stores as separate query/key/value Linears. The q/v biases are

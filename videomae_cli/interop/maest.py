@@ -1,4 +1,4 @@
-"""MAE-ST (facebookresearch/mae_st) checkpoints → our names (DESIGN §5).
+"""MAE-ST (facebookresearch/mae_st) checkpoints → our names (design.md: weight names).
 
 MAE-ST keeps separate q/k/v Linears with biases; we fuse the weights into `attn.qkv` and keep the q and v biases.
 The k bias is dropped exactly: it adds q·b_k to every score of a query row, and softmax is shift-invariant per row.

@@ -1,4 +1,4 @@
-"""The fine-tuning classifier: the encoder on every token, mean pooling, fc_norm, and a linear head (DESIGN §5).
+"""The fine-tuning classifier: encoder on every token, mean pooling, fc_norm, a linear head (design.md: weight names).
 
 State-dict names are the official V1 fine-tune layout: `patch_embed.*`, `blocks.{i}.*`, `fc_norm.*`, `head.*` (no
 `norm.*`: mean pooling replaces it). A pretrain checkpoint loads after stripping `encoder.` and dropping the decoder.

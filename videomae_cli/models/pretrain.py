@@ -1,4 +1,4 @@
-"""The masked-autoencoder pretraining model: encoder on visible tokens, light decoder, reconstruction loss (DESIGN §6).
+"""The masked-autoencoder pretraining model: encoder on visible tokens, light decoder, the loss (design.md: math).
 
 Nothing is computed for tokens that are not needed: the encoder embeds only visible tubelets, the decoder head runs only
 on the tokens it reconstructs, and targets are computed only for those tokens.
@@ -83,7 +83,7 @@ class Decoder(nn.Module):
 
 
 class PretrainVideoMAE(nn.Module):
-    """VideoMAE pretraining model. `model(video, mask)` → PretrainOutput (DESIGN §4).
+    """VideoMAE pretraining model. `model(video, mask)` → PretrainOutput (design.md: run directory).
 
     video: float [B, 3, T, H, W] normalised with ImageNet mean/std. mask: bool [B, N] (True = masked, tokens ordered
     (t, h, w)) or MaskedTokens index tensors, which is what the training loop passes.

@@ -1,4 +1,4 @@
-"""Named model sizes (DESIGN §3). Each maps to the encoder/decoder shape fields of ModelSpec."""
+"""Named model sizes (design.md: commands). Each maps to the encoder/decoder shape fields of ModelSpec."""
 
 from __future__ import annotations
 

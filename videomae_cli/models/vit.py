@@ -1,6 +1,7 @@
 """The VideoMAE vision transformer: tubelet embedding, attention, block, and an encoder that sees visible tokens only.
 
-State-dict names follow the official MCG-NJU/VideoMAE layout (DESIGN §5), so official checkpoints load with strict=True.
+State-dict names follow the official MCG-NJU/VideoMAE layout (design.md: weight names), so official checkpoints load
+with strict=True.
 Tokens are tubelets of `tubelet` frames × p × p pixels, ordered (t, h, w). Pixel patches are always laid out
 (p_t, p_h, p_w, c) with c fastest — the official target layout — so one patchify serves both the embedding and the loss.
 """

@@ -15,13 +15,12 @@ from videomae_cli.engine.metrics import (
     average_view_probabilities,
     classification_report,
     confusion_matrix,
-    per_class_table,
     plot_confusion,
-    report_table,
     topk_accuracy,
     write_confusion_csv,
     write_predictions_csv,
 )
+from videomae_cli.ui.tables import per_class_table, report_table
 
 # 4 classes; class 3 never occurs in the labels.
 #   video 0: label 0, predicted 0          video 3: label 1, predicted 1

@@ -403,8 +403,8 @@ def evaluate(
         spec = resolve_spec(EvaluateSpec, flags=flags)
         # the request is valid: now load torch (see the module docstring)
         from videomae_cli.engine.evaluate import evaluate as run_evaluation
-        from videomae_cli.engine.metrics import per_class_table, report_table
         from videomae_cli.engine.progress import make_reporter
+        from videomae_cli.ui.tables import per_class_table, report_table
 
         reporter = make_reporter(spec.progress, label="evaluate")
         try:
@@ -450,8 +450,9 @@ def convert(
     counts are never guessed: where SRC does not record them, convert stops and names the fields to --set."""
     from videomae_cli.errors import ConfigError
     from videomae_cli.interop.convert import convert as run_conversion
-    from videomae_cli.interop.convert import save_conversion, summary_table
+    from videomae_cli.interop.convert import save_conversion
     from videomae_cli.interop.settings import MissingSettings
+    from videomae_cli.ui.tables import summary_table
 
     with user_errors():
         if out.suffix != ".safetensors":

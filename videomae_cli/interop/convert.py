@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.table import Table
 from torch import Tensor
 
 from videomae_cli.api import KIND_SPECS
@@ -55,7 +54,7 @@ def convert(path: Path, sets: list[str] | None = None) -> Conversion:
     given = {item.partition("=")[0].strip() for item in sets or []}
     missing_heads(settings, kind, given, source)
     spec = resolve_spec(KIND_SPECS[kind], sets=sets, base=(nested(settings), f"inferred from {path.name}"))
-    settings.update((key, Setting(_lookup(spec, key), "--set")) for key in given)
+    settings.update((key, Setting(lookup(spec, key), "--set")) for key in given)
     classes = _classes(source, renamed) if kind == "classifier" else None
     expected, optional = expected_source_shapes(source, spec, classes)
     check_tensors(source_names(source), expected, optional)
@@ -159,7 +158,8 @@ def _check_fixed_table(key: str, table: Tensor) -> None:
         raise ConfigError(f"SRC: {key} is a learned 1-D position table (use_learnable_pos_emb); not supported")
 
 
-def _lookup(spec: PretrainSpec | FinetuneSpec, key: str) -> Any:
+def lookup(spec: PretrainSpec | FinetuneSpec, key: str) -> Any:
+    """The value of a dotted spec field ("model.heads"), or None."""
     value: Any = spec
     for part in key.split("."):
         value = getattr(value, part, None)
@@ -179,34 +179,3 @@ def check_loads(spec: PretrainSpec | FinetuneSpec, classes: list[str] | None, st
     itself (SRC's own shapes were checked before it)."""
     expected = {name: tuple(t.shape) for name, t in our_shapes(spec, classes).items()}
     check_tensors(state_dict, expected, set(), "SRC mapped onto our names")
-
-
-_MAPPING = {
-    "official": "names unchanged (the official layout is ours)",
-    "maest": "q/k/v fused into attn.qkv, pos_embed_* → pos_embed.*, decoder_* → decoder.*",
-    "hf": "HF names → official names, query/key/value fused into attn.qkv",
-}
-
-
-def summary_table(conversion: Conversion, out: Path) -> Table:
-    """What was mapped, inferred (and from where), and dropped."""
-    table = Table(title=f"convert: {conversion.description} → {out}", show_lines=False, title_justify="left")
-    table.add_column("what")
-    table.add_column("value")
-    table.add_column("from / why")
-    source = conversion.source
-    read = "; ".join(source.steps) or "as stored"
-    table.add_row("source", str(source.path), read)
-    mapped = f"{len(source.state_dict)} → {len(conversion.state_dict)} tensors"
-    table.add_row("mapped", mapped, _MAPPING[source.layout])
-    for key, setting in sorted(conversion.settings.items()):
-        table.add_row(key, str(_lookup(conversion.spec, key)), setting.origin)
-    if conversion.classes is not None:
-        shown = ", ".join(conversion.classes[:5]) + (", ..." if len(conversion.classes) > 5 else "")
-        origin = "config.json id2label" if source.config and source.config.get("id2label") else "numbers (no names)"
-        table.add_row("classes", f"{len(conversion.classes)}: {shown}", origin)
-    for key, why in conversion.dropped:
-        table.add_row("dropped", key, why)
-    for note in conversion.notes:
-        table.add_row("note", note, "")
-    return table

@@ -17,7 +17,7 @@ from videomae_cli.models.pretrain import (
     reconstruction_loss,
 )
 from videomae_cli.models.sizes import SIZE_NAMES
-from videomae_cli.models.vit import Attention, Positions, TokenGrid, TubeletEmbed, patchify
+from videomae_cli.models.vit import Attention, Positions, TokenGrid, TubeletEmbed, patchify, unpatchify
 from videomae_cli.specs import MaskSpec, ModelSpec
 
 # 4 frames of 64×64 with 16-pixel patches: 2 time slices of 4×4 patches, 32 tokens.
@@ -187,6 +187,12 @@ def test_every_parameter_receives_a_gradient(variant: dict[str, object], mask_ty
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Numerics (design.md: math)
+
+
+def test_unpatchify_inverts_patchify_into_channels_last_frames() -> None:
+    grid = TokenGrid(frames=4, height=8, width=12, patch=4, tubelet=2)
+    video = make_video(1, grid=grid)  # [1, 3, T, H, W]
+    assert torch.equal(unpatchify(patchify(video, grid)[0], grid), video[0].permute(1, 2, 3, 0))
 
 
 def test_patchify_lays_rows_out_t_h_w_and_each_row_pt_ph_pw_c() -> None:

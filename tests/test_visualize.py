@@ -28,6 +28,7 @@ from videomae_cli.models.pretrain import (
     IMAGENET_STD,
     PretrainOutput,
     PretrainVideoMAE,
+    denormalize_prediction,
     reconstruction_target,
 )
 from videomae_cli.models.vit import TokenGrid, patchify
@@ -346,7 +347,7 @@ def test_denormalisation_inverts_the_reconstruction_target(target: str) -> None:
     pixels = torch.rand(1, 3, 4, 64, 64, generator=gen)
     patches = patchify((pixels - mean.view(1, 3, 1, 1, 1)) / std.view(1, 3, 1, 1, 1), TOY_GRID)  # [1, N, P]
     pred = reconstruction_target(patches, target, mean, std)[0]
-    restored = viz.denormalize_prediction(pred, patches[0], target)
+    restored = denormalize_prediction(pred, patches[0], target)
     assert torch.allclose(restored, patchify(pixels, TOY_GRID)[0], atol=1e-5)
 
 

@@ -29,8 +29,8 @@ from videomae_cli.data.views import ViewPlan
 from videomae_cli.engine.checkpoint import atomic_write
 from videomae_cli.errors import ConfigError, DataError
 from videomae_cli.masking import MaskGenerator, SampleMask, collate_masks
-from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD, PretrainVideoMAE
-from videomae_cli.models.vit import TokenGrid, gather_tokens, patchify
+from videomae_cli.models.pretrain import PretrainVideoMAE, denormalize_prediction
+from videomae_cli.models.vit import TokenGrid, gather_tokens, patchify, unpatchify
 from videomae_cli.specs import MaskSpec, Strict, resolve_spec
 
 if TYPE_CHECKING:
@@ -304,33 +304,6 @@ def predict_pixels(model: PretrainVideoMAE, clip: torch.Tensor, sample: SampleMa
         patches = gather_tokens(patches, tokens.decoded)[0]  # [N_dec, P]
         pixels = denormalize_prediction(output.pred[0].float(), patches, model.config.target)
     return pixels.cpu(), float(output.loss)
-
-
-def denormalize_prediction(pred: torch.Tensor, patches: torch.Tensor, target: str) -> torch.Tensor:
-    """Invert `reconstruction_target`: predictions [K, P] for the ImageNet-normalised input patches [K, P] → [0, 1]
-    pixels [K, P], using the statistics of the original patches as the official V1 visualisation does."""
-    mean = patches.new_tensor(IMAGENET_MEAN)
-    std = patches.new_tensor(IMAGENET_STD)
-    if target in ("patch_norm", "input"):
-        # Both are ImageNet-normalised pixels; patch_norm was also standardised over the whole patch vector.
-        x = pred
-        if target == "patch_norm":
-            x = pred * (patches.var(-1, keepdim=True) + 1e-6).sqrt() + patches.mean(-1, keepdim=True)
-        return (x.unflatten(-1, (-1, 3)) * std + mean).flatten(-2)
-    pred = pred.unflatten(-1, (-1, 3))  # [K, t·p·p, 3]
-    if target == "norm_pixel":
-        # Per tubelet and channel: pred · (unbiased std + 1e-6) + mean, over the un-normalised [0, 1] pixels.
-        pixels = patches.unflatten(-1, (-1, 3)) * std + mean
-        pred = pred * (pixels.var(-2, unbiased=True, keepdim=True).sqrt() + 1e-6) + pixels.mean(-2, keepdim=True)
-    return pred.flatten(-2)  # "pixel": already [0, 1]
-
-
-def unpatchify(tokens: torch.Tensor, grid: TokenGrid) -> torch.Tensor:
-    """The inverse of `patchify` for one clip: [N, tubelet·p·p·C] → channels-last [T, H, W, C]."""
-    channels = tokens.shape[-1] // (grid.tubelet * grid.patch * grid.patch)
-    x = tokens.reshape(grid.t, grid.h, grid.w, grid.tubelet, grid.patch, grid.patch, channels)
-    x = x.permute(0, 3, 1, 4, 2, 5, 6)  # [t, p_t, h, p_h, w, p_w, C]
-    return x.reshape(grid.frames, grid.height, grid.width, channels)
 
 
 def token_pixels(selection: np.ndarray, grid: TokenGrid) -> torch.Tensor:

@@ -33,6 +33,7 @@ from videomae_cli.engine.predict import ViewPredictions, predict_views, run_in_c
 from videomae_cli.engine.progress import Reporter, step_counter
 from videomae_cli.errors import ConfigError, DataError
 from videomae_cli.masking import MaskGenerator, collate_masks
+from videomae_cli.models.pretrain import per_video_loss
 from videomae_cli.specs import DataSpec, EvaluateSpec, default_views, parse_views
 
 REPORT_NAME = "report.json"
@@ -185,19 +186,11 @@ def frozen_pass(
                     if masks is not None:
                         tokens = collate_masks([masks(0, s.index) for s in good]).to(device)
                         output = model(video, tokens)
-                        out.losses.append(per_video_loss(output.pred.float(), output.target, tokens.weight))
+                        out.losses.append(per_video_loss(output.pred, output.target, tokens.weight))
                 out.labels += [s.label for s in good]
             done[0] += len(batch)
             reporter.step(done[0])
     return out
-
-
-def per_video_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """The reconstruction loss of each video [B] (the training loss averages these over a batch)."""
-    per_token = (pred - target).pow(2).mean(-1)  # [B, N_dec]
-    if weight is None:
-        return per_token.mean(1)
-    return (per_token * weight).sum(1) / weight.sum(1).clamp_min(1.0)
 
 
 def evaluate_pretrain(

@@ -59,6 +59,24 @@ def reconstruction_target(patches: torch.Tensor, kind: str, mean: torch.Tensor, 
     return x.flatten(2)  # [B, K, P]
 
 
+def denormalize_prediction(pred: torch.Tensor, patches: torch.Tensor, target: str) -> torch.Tensor:
+    """Invert `reconstruction_target`: predictions [K, P] for the ImageNet-normalised input patches [K, P] → [0, 1]
+    pixels [K, P], using the statistics of the original patches as the official V1 visualisation does."""
+    mean, std = patches.new_tensor(IMAGENET_MEAN), patches.new_tensor(IMAGENET_STD)
+    if target in ("patch_norm", "input"):
+        # Both are ImageNet-normalised pixels; patch_norm was also standardised over the whole patch vector.
+        x = pred
+        if target == "patch_norm":
+            x = pred * (patches.var(-1, keepdim=True) + 1e-6).sqrt() + patches.mean(-1, keepdim=True)
+        return (x.unflatten(-1, (-1, 3)) * std + mean).flatten(-2)
+    pred = pred.unflatten(-1, (-1, 3))  # [K, t·p·p, 3]
+    if target == "norm_pixel":
+        # Per tubelet and channel: pred · (unbiased std + 1e-6) + mean, over the un-normalised [0, 1] pixels.
+        pixels = patches.unflatten(-1, (-1, 3)) * std + mean
+        pred = pred * (pixels.var(-2, unbiased=True, keepdim=True).sqrt() + 1e-6) + pixels.mean(-2, keepdim=True)
+    return pred.flatten(-2)  # "pixel": already [0, 1]
+
+
 def predicted_grid(grid: TokenGrid, pred_frames: int | None) -> TokenGrid:
     """The grid of what the decoder predicts: the clip's, or (MAE-ST pred_t_dim) `pred_frames` frames cut into the
     same time slices, pred_frames/t frames per token."""
@@ -171,5 +189,17 @@ def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.
     """MSE over the reconstructed tokens; with a weight, only over tokens the encoder did not see."""
     if weight is None:
         return F.mse_loss(pred.float(), target)
-    per_token = (pred.float() - target).pow(2).mean(-1)  # [B, N_dec]
-    return (per_token * weight).sum() / weight.sum().clamp_min(1.0)
+    return (token_errors(pred, target) * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+def per_video_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """The reconstruction loss of each video [B] (the training loss averages these over a batch)."""
+    errors = token_errors(pred, target)  # [B, N_dec]
+    if weight is None:
+        return errors.mean(1)
+    return (errors * weight).sum(1) / weight.sum(1).clamp_min(1.0)
+
+
+def token_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The squared error of each reconstructed token, averaged over its values, in float32. → [B, N_dec]"""
+    return (pred.float() - target).pow(2).mean(-1)

@@ -30,6 +30,14 @@ def patchify(video: torch.Tensor, grid: TokenGrid) -> torch.Tensor:
     return x.reshape(b, grid.num_tokens, grid.patch_dim)
 
 
+def unpatchify(tokens: torch.Tensor, grid: TokenGrid) -> torch.Tensor:
+    """The inverse of `patchify` for one clip: [N, tubelet·p·p·C] → channels-last [T, H, W, C]."""
+    channels = tokens.shape[-1] // (grid.tubelet * grid.patch * grid.patch)
+    x = tokens.reshape(grid.t, grid.h, grid.w, grid.tubelet, grid.patch, grid.patch, channels)
+    x = x.permute(0, 3, 1, 4, 2, 5, 6)  # [t, p_t, h, p_h, w, p_w, C]
+    return x.reshape(grid.frames, grid.height, grid.width, channels)
+
+
 def gather_tokens(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """Rows `idx` [B, K] of x [B, N, D] → [B, K, D]; the expanded index is a stride-0 view, not a copy."""
     return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from videomae_cli.errors import ConfigError
+from videomae_cli.mask_fit import check_mask_fits
 from videomae_cli.models.grid import TokenGrid
 from videomae_cli.models.sizes import SIZE_NAMES, SIZES
 
@@ -171,30 +172,6 @@ class PretrainSpec(Strict):
         check_mask_fits(self.mask, grid_of(self))
         check_pred_frames(self.model, self.data)
         return self
-
-
-def masked_count(spec: MaskSpec, grid: TokenGrid) -> int:
-    """How many tokens every sample masks under `spec`."""
-    if spec.type == "tube":
-        return round(spec.ratio * grid.per_slice) * grid.t
-    if spec.type == "frame":
-        return round(spec.ratio * grid.t) * grid.per_slice
-    return round(spec.ratio * grid.num_tokens)
-
-
-def check_mask_fits(spec: MaskSpec, grid: TokenGrid) -> None:
-    """Raise ValueError naming the field when the mask would hide every token, or none, of this grid."""
-    masked = masked_count(spec, grid)
-    if not 0 < masked < grid.num_tokens:
-        unit = {"tube": f"{grid.per_slice} patches per frame", "frame": f"{grid.t} time slices"}.get(
-            spec.type, f"{grid.num_tokens} tokens"
-        )
-        raise ValueError(f"mask.ratio: {spec.ratio} masks {'none' if masked == 0 else 'all'} of the {unit}")
-    if spec.decoder_ratio and (grid.h % 2 or grid.w % 2):
-        raise ValueError(
-            f"mask.decoder_ratio: running-cell masking needs an even patch grid, got {grid.h}×{grid.w} "
-            "(change data.input_size)"
-        )
 
 
 def check_pred_frames(model: ModelSpec, data: DataSpec) -> None:

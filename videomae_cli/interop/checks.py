@@ -31,11 +31,10 @@ def our_shapes(spec: PretrainSpec | FinetuneSpec, classes: list[str] | None) -> 
 
 
 def expected_source_shapes(
-    source: Source, spec: PretrainSpec | FinetuneSpec, classes: list[str] | None
+    source: Source, spec: PretrainSpec | FinetuneSpec, ours: dict[str, Tensor], kind: str
 ) -> tuple[Shapes, set[str]]:
-    """(SRC name → the shape `spec` needs, SRC names that may be absent) in `source`'s layout."""
-    ours = our_shapes(spec, classes)
-    kind = "classifier" if classes is not None else "pretrain"
+    """(SRC name → the shape `spec` needs, SRC names that may be absent) in `source`'s layout, from `ours`: the
+    spec's model state dict (`our_shapes`)."""
     if source.layout == "maest":
         theirs = maest.to_maest_state_dict(ours, pretrain=kind == "pretrain")
         optional = {k for k in theirs if k.endswith(("attn.q.bias", "attn.k.bias", "attn.v.bias"))}  # no_qkv_bias

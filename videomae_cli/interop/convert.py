@@ -56,10 +56,11 @@ def convert(path: Path, sets: list[str] | None = None) -> Conversion:
     spec = resolve_spec(KIND_SPECS[kind], sets=sets, base=(nested(settings), f"inferred from {path.name}"))
     settings.update((key, Setting(lookup(spec, key), "--set")) for key in given)
     classes = _classes(source, renamed) if kind == "classifier" else None
-    expected, optional = expected_source_shapes(source, spec, classes)
+    ours = our_shapes(spec, classes)
+    expected, optional = expected_source_shapes(source, spec, ours, kind)
     check_tensors(source_names(source), expected, optional)
     state_dict, dropped = to_our_names(source, kind)
-    check_loads(spec, classes, state_dict)
+    check_loads(ours, state_dict)
     return Conversion(source, kind, spec, state_dict, classes, settings, dropped, _notes(source))
 
 
@@ -174,8 +175,8 @@ def _classes(source: Source, state_dict: dict[str, Tensor]) -> list[str]:
     return [str(i) for i in range(num_classes)]
 
 
-def check_loads(spec: PretrainSpec | FinetuneSpec, classes: list[str] | None, state_dict: dict[str, Tensor]) -> None:
-    """The mapped weights fill our model exactly, as load_state_dict(strict=True) needs: a guard on the mapping
-    itself (SRC's own shapes were checked before it)."""
-    expected = {name: tuple(t.shape) for name, t in our_shapes(spec, classes).items()}
+def check_loads(ours: dict[str, Tensor], state_dict: dict[str, Tensor]) -> None:
+    """The mapped weights fill our model (`ours`, shapes only) exactly, as load_state_dict(strict=True) needs: a
+    guard on the mapping itself (SRC's own shapes were checked before it)."""
+    expected = {name: tuple(t.shape) for name, t in ours.items()}
     check_tensors(state_dict, expected, set(), "SRC mapped onto our names")

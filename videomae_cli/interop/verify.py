@@ -94,10 +94,10 @@ def _converted_model(conversion: Conversion) -> nn.Module:
 def _reference(conversion: Conversion) -> tuple[str, Callable[[Tensor, Tensor], Outputs]]:
     """(what the reference is, a function (video, mask) → the outputs the converted model is compared with)."""
     source, m = conversion.source, conversion.spec.model
-    sd = {k: v.double() for k, v in source_names(source).items()}
-    pretrain = conversion.kind == "pretrain"
     if source.layout == "hf":
         return _hf_reference(conversion)
+    sd = {k: v.double() for k, v in source_names(source).items()}
+    pretrain = conversion.kind == "pretrain"
     if source.layout == "maest":
         name = "the MAE-ST reference (models_mae.py / models_vit.py math)"
         if pretrain:

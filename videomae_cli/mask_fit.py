@@ -1,0 +1,35 @@
+"""Whether a mask spec fits a token grid: how many tokens every sample hides, and the check that it hides some but
+not all. Torch-free and below the spec, which runs the check while it validates (a spec error names mask.ratio)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from videomae_cli.models.grid import TokenGrid
+
+if TYPE_CHECKING:
+    from videomae_cli.specs import MaskSpec
+
+
+def masked_count(spec: MaskSpec, grid: TokenGrid) -> int:
+    """How many tokens every sample masks under `spec`."""
+    if spec.type == "tube":
+        return round(spec.ratio * grid.per_slice) * grid.t
+    if spec.type == "frame":
+        return round(spec.ratio * grid.t) * grid.per_slice
+    return round(spec.ratio * grid.num_tokens)
+
+
+def check_mask_fits(spec: MaskSpec, grid: TokenGrid) -> None:
+    """Raise ValueError naming the field when the mask would hide every token, or none, of this grid."""
+    masked = masked_count(spec, grid)
+    if not 0 < masked < grid.num_tokens:
+        unit = {"tube": f"{grid.per_slice} patches per frame", "frame": f"{grid.t} time slices"}.get(
+            spec.type, f"{grid.num_tokens} tokens"
+        )
+        raise ValueError(f"mask.ratio: {spec.ratio} masks {'none' if masked == 0 else 'all'} of the {unit}")
+    if spec.decoder_ratio and (grid.h % 2 or grid.w % 2):
+        raise ValueError(
+            f"mask.decoder_ratio: running-cell masking needs an even patch grid, got {grid.h}×{grid.w} "
+            "(change data.input_size)"
+        )

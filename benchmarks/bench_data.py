@@ -55,6 +55,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from videomae_cli.config.schema import DataSpec, MaskSpec
 from videomae_cli.data.clips import VideoClips
 from videomae_cli.data.loader import EpochSampler, SampledClips, train_loader
 from videomae_cli.data.manifest import ManifestEntry
@@ -64,7 +65,6 @@ from videomae_cli.data.video import available_backends, open_video
 from videomae_cli.masking import MaskGenerator
 from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD
 from videomae_cli.models.vit import TokenGrid
-from videomae_cli.specs import DataSpec, MaskSpec
 
 NUM_FRAMES = 16
 SAMPLING_RATE = 4

@@ -22,10 +22,10 @@ import machine
 import torch
 import torch.nn.functional as F
 
+from videomae_cli.config.schema import ModelSpec
 from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD
 from videomae_cli.models.vit import TokenGrid
-from videomae_cli.specs import ModelSpec
 
 NUM_CLASSES = 400
 FP32_LOSS_RTOL = 1e-4

@@ -30,11 +30,11 @@ import harness  # benchmarks/harness.py: scripts run from this folder
 import machine
 import torch
 
-from videomae_cli.engine.loop import resolve_precision
+from videomae_cli.config.schema import MaskSpec, ModelSpec
 from videomae_cli.masking import MaskedTokens, MaskGenerator, collate_masks
 from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD, PretrainVideoMAE
 from videomae_cli.models.vit import TokenGrid
-from videomae_cli.specs import MaskSpec, ModelSpec
+from videomae_cli.runtime import resolve_precision
 
 MASK_RATIO = 0.9
 FP32_LOSS_RTOL = 1e-4

@@ -23,12 +23,12 @@ from typing import Any
 import harness  # benchmarks/harness.py: scripts run from this folder
 import torch
 
+from videomae_cli.config.schema import MaskSpec, ModelSpec
+from videomae_cli.config.sizes import SIZE_NAMES
 from videomae_cli.masking import MaskGenerator, collate_masks
 from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.models.pretrain import PretrainVideoMAE
-from videomae_cli.models.sizes import SIZE_NAMES
 from videomae_cli.models.vit import TokenGrid, set_activation_checkpointing
-from videomae_cli.specs import MaskSpec, ModelSpec
 
 FRAMES, SIDE, BATCH = 16, 224, 1
 BYTES_PER_TRAINED_PARAM = 4 + 4 + 8  # fp32 weight, gradient, AdamW exp_avg + exp_avg_sq

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from videomae_cli.config.schema import ModelSpec
 from videomae_cli.models.pretrain import PretrainVideoMAE
 from videomae_cli.models.vit import TokenGrid
-from videomae_cli.specs import ModelSpec
 
 # The smallest setting that still has a real token grid: 4 frames × 64² → 2 × 4 × 4 tokens.
 TOY_SETS = [

@@ -6,10 +6,10 @@ import pytest
 import torch
 from conftest import PARITY_GRID, parity_model, parity_spec, randomize
 
+from videomae_cli.config.schema import ModelSpec
 from videomae_cli.interop.hf import hf_config_kwargs, to_hf_classification_state_dict
 from videomae_cli.models.classifier import VideoClassifier, classifier_state_from_pretrain
 from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD
-from videomae_cli.specs import ModelSpec
 
 NUM_CLASSES = 5
 

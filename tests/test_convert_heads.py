@@ -20,12 +20,12 @@ from test_convert_maest import FRAMES, SIZE, MaskedAutoencoderViT, VisionTransfo
 from torch import nn
 
 import videomae_cli
-from videomae_cli.api import build_model
+from videomae_cli.config.schema import FinetuneSpec, ModelSpec, PretrainSpec
 from videomae_cli.errors import ConfigError
 from videomae_cli.interop.convert import convert, save_conversion
 from videomae_cli.interop.hf import hf_config_kwargs
 from videomae_cli.interop.settings import MissingSettings
-from videomae_cli.specs import FinetuneSpec, ModelSpec, PretrainSpec
+from videomae_cli.models.factory import build_model
 
 ATOL = 1e-4
 GEOMETRY = {"num_frames": PARITY_GRID.frames, "input_size": PARITY_GRID.height}

@@ -18,9 +18,9 @@ import yaml
 from conftest import run_cli
 from safetensors.torch import load_file
 
+from videomae_cli import checkpoint as ckpt
 from videomae_cli.data.loader import EpochSampler
-from videomae_cli.engine import checkpoint as ckpt
-from videomae_cli.engine.distributed import DistEnv, detect, slurm_head_node
+from videomae_cli.train.distributed import DistEnv, detect, slurm_head_node
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TOY = [
@@ -72,8 +72,8 @@ def assert_same_weights(a: Path, b: Path, atol: float) -> None:
 
 def moved_from_init(run: Path) -> float:
     """The largest change of any weight from the model the run started from (seeded by the run seed)."""
-    from videomae_cli.api import build_model
-    from videomae_cli.specs import PretrainSpec
+    from videomae_cli.config.schema import PretrainSpec
+    from videomae_cli.models.factory import build_model
 
     saved = yaml.safe_load((run / "spec.yaml").read_text())
     saved.pop("meta", None)

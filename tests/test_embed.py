@@ -11,16 +11,16 @@ import torch
 from conftest import randomize, run_cli
 from videogen import decode_index, write_text_as_video, write_video  # av before decord (see videogen)
 
+from videomae_cli.checkpoint import model_metadata, save_weights
+from videomae_cli.config.schema import EmbedSpec, FinetuneSpec, PretrainSpec, grid_of
 from videomae_cli.data.loader import ClipNormalizer
 from videomae_cli.data.sampling import sliding_window_starts, window_indices
 from videomae_cli.data.transforms import ShortSideResize, center_crop
 from videomae_cli.data.video import open_video
-from videomae_cli.engine.checkpoint import model_metadata, save_weights
-from videomae_cli.engine.embed import embed, read_embedding
-from videomae_cli.engine.progress import make_reporter
+from videomae_cli.infer.embed import embed, read_embedding
 from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.models.pretrain import PretrainVideoMAE
-from videomae_cli.specs import EmbedSpec, FinetuneSpec, PretrainSpec, grid_of
+from videomae_cli.ui.progress import make_reporter
 
 QUIET = ("--num-workers", "0", "--progress", "off")
 DATA = {"num_frames": 4, "input_size": 64, "sampling_rate": 2}

@@ -13,12 +13,14 @@ import torch
 from conftest import TOY_SETS
 from safetensors.torch import load_file
 
-from videomae_cli.engine import checkpoint as ckpt
-from videomae_cli.engine.loop import resolve_precision, train
-from videomae_cli.engine.pretrain import setup
-from videomae_cli.engine.progress import SilentReporter
+from videomae_cli import checkpoint as ckpt
+from videomae_cli.config.resolve import resolve_spec
+from videomae_cli.config.schema import PretrainSpec
 from videomae_cli.errors import NonFiniteLossError
-from videomae_cli.specs import PretrainSpec, resolve_spec
+from videomae_cli.runtime import resolve_precision
+from videomae_cli.train.loop import train
+from videomae_cli.train.pretrain import setup
+from videomae_cli.ui.progress import SilentReporter
 
 
 def toy_spec(out: Path, *sets: str) -> PretrainSpec:

@@ -21,6 +21,7 @@ from conftest import TOY_ARGS, randomize, run_cli
 from videogen import decode_index, write_text_as_video, write_video  # av before decord (see videogen)
 
 import videomae_cli
+from videomae_cli.config.schema import DataSpec, EvaluateSpec, ModelSpec
 from videomae_cli.data.clips import VideoClips
 from videomae_cli.data.loader import SyntheticSource, ViewIndices
 from videomae_cli.data.manifest import ManifestEntry
@@ -28,14 +29,13 @@ from videomae_cli.data.sampling import dense_test_indices, segment_test_indices
 from videomae_cli.data.synthetic import MOTION_CLASSES, SyntheticVideos
 from videomae_cli.data.video import VideoError, available_backends
 from videomae_cli.data.views import VideoViews, ViewPlan
-from videomae_cli.engine.evaluate import evaluate
-from videomae_cli.engine.predict import ViewPredictions, predict_views
-from videomae_cli.engine.progress import make_reporter
 from videomae_cli.errors import DataError
+from videomae_cli.infer.evaluate import evaluate
+from videomae_cli.infer.predict import ViewPredictions, predict_views
 from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD
 from videomae_cli.models.vit import TokenGrid
-from videomae_cli.specs import DataSpec, EvaluateSpec, ModelSpec
+from videomae_cli.ui.progress import make_reporter
 
 CPU = torch.device("cpu")
 BACKENDS = [

@@ -16,26 +16,19 @@ from conftest import PARITY_GRID, TOY_SETS, randomize
 from safetensors.torch import load_file
 
 import videomae_cli
+from videomae_cli.checkpoint import model_metadata, read_metadata, save_weights
+from videomae_cli.config.resolve import resolve_spec
+from videomae_cli.config.schema import AugmentSpec, FinetuneOptimSpec, FinetuneSpec, ModelSpec, PretrainSpec, grid_of
 from videomae_cli.data.synthetic import MOTION_CLASSES
-from videomae_cli.engine.checkpoint import model_metadata, read_metadata, save_weights
-from videomae_cli.engine.finetune import VideoMixup, resolve_finetune_spec, setup
-from videomae_cli.engine.init import init_from_state, load_init
-from videomae_cli.engine.loop import train
-from videomae_cli.engine.optim import make_optimizer
-from videomae_cli.engine.progress import SilentReporter
 from videomae_cli.errors import ConfigError
 from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.models.pretrain import PretrainVideoMAE
 from videomae_cli.models.vit import TokenGrid, sinusoid_table
-from videomae_cli.specs import (
-    AugmentSpec,
-    FinetuneOptimSpec,
-    FinetuneSpec,
-    ModelSpec,
-    PretrainSpec,
-    grid_of,
-    resolve_spec,
-)
+from videomae_cli.train.finetune import VideoMixup, resolve_finetune_spec, setup
+from videomae_cli.train.init import init_from_state, load_init
+from videomae_cli.train.loop import train
+from videomae_cli.train.optim import make_optimizer
+from videomae_cli.ui.progress import SilentReporter
 
 CPU = torch.device("cpu")
 # TOY_SETS' 4 frames × 64² clips, with a batch of 4 so that 16 synthetic videos make 4 steps per epoch.

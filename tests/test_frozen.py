@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from videomae_cli.engine.frozen import fit_linear_probe, knn_accuracy, linear_probe_accuracy
+from videomae_cli.infer.frozen import fit_linear_probe, knn_accuracy, linear_probe_accuracy
 
 
 def _clusters(n_per_class: int, num_classes: int, dim: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

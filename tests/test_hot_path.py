@@ -12,11 +12,13 @@ import torch
 from conftest import TOY_SETS
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from videomae_cli.engine import loop
-from videomae_cli.engine.loop import resolve_precision, train
-from videomae_cli.engine.pretrain import setup
-from videomae_cli.engine.progress import SilentReporter
-from videomae_cli.specs import PretrainSpec, resolve_spec
+from videomae_cli import runtime
+from videomae_cli.config.resolve import resolve_spec
+from videomae_cli.config.schema import PretrainSpec
+from videomae_cli.runtime import resolve_precision
+from videomae_cli.train.loop import train
+from videomae_cli.train.pretrain import setup
+from videomae_cli.ui.progress import SilentReporter
 
 # Ops whose result the host must wait for: a scalar read (.item(), bool(), float()) or a data-dependent shape.
 SYNCING_OPS = {
@@ -78,7 +80,7 @@ def test_the_training_step_makes_no_host_sync(tmp_path: Path, sets: tuple[str, .
 
 def test_the_counter_sees_a_sync_in_the_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The guard itself: an .item() per step (as the official code does) is caught."""
-    from videomae_cli.engine import pretrain
+    from videomae_cli.train import pretrain
 
     original = pretrain.PretrainTask.loss
 
@@ -113,19 +115,19 @@ def test_the_cuda_training_step_raises_no_sync_error(tmp_path: Path) -> None:
 
 
 def test_auto_precision_is_bf16_where_the_device_has_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loop, "native_bf16", lambda device: True)
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: True)
     assert resolve_precision("auto", torch.device("cpu")) == ("bf16", None)
 
 
 def test_auto_precision_falls_back_to_fp32_with_one_notice(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loop, "native_bf16", lambda device: False)
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
     precision, notice = resolve_precision("auto", torch.device("cpu"))
     assert precision == "fp32" and notice is not None and "fp32" in notice and "\n" not in notice
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_an_explicit_precision_is_kept(precision: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(loop, "native_bf16", lambda device: False)
+    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
     assert resolve_precision(precision, torch.device("cpu")) == (precision, None)
 
 
@@ -133,7 +135,7 @@ def test_the_resolved_precision_is_what_the_run_records(tmp_path: Path) -> None:
     spec = resolve_spec(PretrainSpec, sets=[*TOY_SETS, "model.name=test", "run.steps=1", f"run.out={tmp_path}"])
     assert spec.run.precision == "auto"
     run = setup(spec)
-    expected = "bf16" if loop.native_bf16(torch.device("cpu")) else "fp32"
+    expected = "bf16" if runtime.native_bf16(torch.device("cpu")) else "fp32"
     assert run.spec.run.precision == expected
     train(run, SilentReporter())
     assert f"precision: {expected}" in (tmp_path / "spec.yaml").read_text()

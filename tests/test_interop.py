@@ -17,12 +17,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import videomae_cli
-from videomae_cli.engine.checkpoint import model_metadata, save_weights
+from videomae_cli.checkpoint import model_metadata, save_weights
+from videomae_cli.config.schema import FinetuneSpec, PretrainSpec
 from videomae_cli.interop.hf import hf_config_kwargs
 from videomae_cli.masking import tube_mask
 from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD, PretrainVideoMAE
-from videomae_cli.specs import FinetuneSpec, PretrainSpec
 
 transformers = pytest.importorskip("transformers")  # the `dev` extra
 

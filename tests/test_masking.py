@@ -7,7 +7,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from videomae_cli.mask_fit import check_mask_fits, masked_count
+from videomae_cli.config.mask_fit import check_mask_fits, masked_count
+from videomae_cli.config.schema import MaskSpec, PretrainSpec, grid_of
 from videomae_cli.masking import (
     MaskGenerator,
     SampleMask,
@@ -15,7 +16,6 @@ from videomae_cli.masking import (
     running_cell_selection,
 )
 from videomae_cli.models.vit import TokenGrid
-from videomae_cli.specs import MaskSpec, PretrainSpec, grid_of
 
 # 16 frames of 128×128: 8 time slices of 8×8 patches, 512 tokens (an even grid, so running-cell masking applies).
 GRID = TokenGrid(frames=16, height=128, width=128, patch=16, tubelet=2)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from rich.console import Console
 
-from videomae_cli.engine.metrics import (
+from videomae_cli.infer.metrics import (
     average_view_probabilities,
     classification_report,
     confusion_matrix,

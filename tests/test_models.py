@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from videomae_cli.config.schema import MaskSpec, ModelSpec
+from videomae_cli.config.sizes import SIZE_NAMES
 from videomae_cli.masking import MaskedTokens, MaskGenerator, collate_masks
 from videomae_cli.models.pretrain import (
     IMAGENET_MEAN,
@@ -16,9 +18,7 @@ from videomae_cli.models.pretrain import (
     PretrainVideoMAE,
     reconstruction_loss,
 )
-from videomae_cli.models.sizes import SIZE_NAMES
 from videomae_cli.models.vit import Attention, Positions, TokenGrid, TubeletEmbed, patchify, unpatchify
-from videomae_cli.specs import MaskSpec, ModelSpec
 
 # 4 frames of 64×64 with 16-pixel patches: 2 time slices of 4×4 patches, 32 tokens.
 GRID = TokenGrid(frames=4, height=64, width=64, patch=16, tubelet=2)

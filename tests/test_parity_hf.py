@@ -12,6 +12,7 @@ import torch
 from conftest import PARITY_GRID, parity_model, parity_spec, randomize
 from torch import nn
 
+from videomae_cli.config.schema import MaskSpec, ModelSpec
 from videomae_cli.interop.hf import (
     from_hf_pretraining_state_dict,
     hf_config_kwargs,
@@ -21,7 +22,6 @@ from videomae_cli.interop.hf import (
 from videomae_cli.masking import MaskedTokens, MaskGenerator, collate_masks, random_mask, tube_mask
 from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD, PretrainVideoMAE
 from videomae_cli.models.vit import TokenGrid
-from videomae_cli.specs import MaskSpec, ModelSpec
 
 transformers = pytest.importorskip("transformers")  # the `dev` extra
 

@@ -11,13 +11,13 @@ import torch
 from conftest import randomize, run_cli
 from videogen import write_text_as_video, write_video  # av before decord (see videogen)
 
+from videomae_cli.checkpoint import model_metadata, save_weights
+from videomae_cli.config.schema import FinetuneSpec, grid_of
 from videomae_cli.data.clips import VideoClips
 from videomae_cli.data.manifest import ManifestEntry
 from videomae_cli.data.views import VideoViews, ViewPlan
-from videomae_cli.engine.checkpoint import model_metadata, save_weights
-from videomae_cli.engine.predict import predict_views, top_classes
+from videomae_cli.infer.predict import predict_views, top_classes
 from videomae_cli.models.classifier import VideoClassifier
-from videomae_cli.specs import FinetuneSpec, grid_of
 
 CLASSES = ["walk", "run", "jump", "sit"]
 NO_WORKERS = ("--num-workers", "0", "--progress", "off")
@@ -95,8 +95,8 @@ def test_nothing_readable_exits_3(classifier: tuple[Path, VideoClassifier], fold
 
 
 def test_a_pretrain_checkpoint_is_refused(folder: Path, tmp_path: Path) -> None:
-    from videomae_cli.api import build_model
-    from videomae_cli.specs import PretrainSpec
+    from videomae_cli.config.schema import PretrainSpec
+    from videomae_cli.models.factory import build_model
 
     spec = PretrainSpec(model={"name": "test"}, data={"num_frames": 4, "input_size": 64})
     path = tmp_path / "pretrain.safetensors"

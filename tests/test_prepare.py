@@ -20,6 +20,7 @@ from videomae_cli.data import prepare, probe, video
 from videomae_cli.data.probe import probe_video
 from videomae_cli.data.synthetic import MOTION_CLASSES, render_clip, synthetic_label
 from videomae_cli.errors import ConfigError
+from videomae_cli.ui.progress import SilentReporter, make_reporter
 
 # decord is optional (Linux x86_64 wheels only); where it is missing, "auto" means pyav and decord is not tested.
 HAVE_DECORD = "decord" in video.available_backends()
@@ -281,9 +282,9 @@ def test_second_run_probes_nothing(class_tree, tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(prepare, "probe_video", counting_probe)
     spec = prepare.build_prepare_spec(src=root, out=tmp_path, workers=1, progress="off")
-    first = prepare.prepare_data(spec, prepare.SilentPrepareReporter())
+    first = prepare.prepare_data(spec, SilentReporter())
     assert len(calls) == 13
-    second = prepare.prepare_data(spec, prepare.SilentPrepareReporter())
+    second = prepare.prepare_data(spec, SilentReporter())
     assert len(calls) == 13  # nothing probed again
     assert second.splits == first.splits and second.problems == first.problems
     assert second.report["probe"] == {"probed": 0, "cached": 13, "missing": 0}
@@ -371,7 +372,7 @@ def test_video_the_decoder_cannot_read_is_left_out(tmp_path: Path, monkeypatch: 
 
     monkeypatch.setattr(probe, "open_video", picky_open)
     spec = prepare.build_prepare_spec(src=tmp_path / "src", out=tmp_path / "out", workers=1, decoder="pyav")
-    result = prepare.prepare_data(spec, prepare.SilentPrepareReporter())
+    result = prepare.prepare_data(spec, SilentReporter())
     assert result.splits["train"] + result.splits["val"] == [(good, 0)]
     reason = "pyav cannot decode it: decord cannot read it: unsupported profile"
     assert result.problems == [prepare.Problem(str(odd), reason)]
@@ -389,7 +390,7 @@ def test_probe_cache_is_per_decoder(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(prepare, "probe_video", fake_probe)
     cache = tmp_path / prepare.PROBE_CACHE
-    reporter = prepare.SilentPrepareReporter()
+    reporter = SilentReporter()
     _, counts = prepare.probe_all(paths, cache, 1, reporter, "pyav")
     assert counts["probed"] == 3 and len(calls) == 3
     results, counts = prepare.probe_all(paths, cache, 1, reporter, "decord")
@@ -423,7 +424,7 @@ def test_unavailable_decoder_is_a_config_error(tmp_path: Path, monkeypatch: pyte
     assert prepare.resolve_decoder("auto") == "pyav"
     spec = prepare.build_prepare_spec(src=tmp_path, out=tmp_path / "o", decoder="decord")
     with pytest.raises(ConfigError, match=r"^--decoder: .*decord.* not available"):
-        prepare.prepare_data(spec, prepare.SilentPrepareReporter())
+        prepare.prepare_data(spec, SilentReporter())
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
@@ -432,7 +433,7 @@ def test_synthetic_scene_is_rendered_and_a_changed_scene_renders_again(tmp_path:
 
     def first_frame_after_preparing(scene: str) -> np.ndarray:
         spec = prepare.build_prepare_spec(synthetic=1, out=tmp_path, size=32, num_frames=4, scene=scene, workers=1)
-        prepare.prepare_data(spec, prepare.make_prepare_reporter("off"))
+        prepare.prepare_data(spec, make_reporter("off"))
         with av.open(str(path)) as container:
             return next(container.decode(video=0)).to_ndarray(format="rgb24").astype(np.int16)
 

@@ -10,6 +10,8 @@ import yaml
 from conftest import run_cli
 from videogen import write_text_as_video, write_truncated, write_video
 
+from videomae_cli.config.resolve import resolve_spec
+from videomae_cli.config.schema import PretrainSpec, grid_of
 from videomae_cli.data import clips as clips_module
 from videomae_cli.data.clips import VideoClips
 from videomae_cli.data.loader import SampledClips
@@ -17,7 +19,6 @@ from videomae_cli.data.manifest import ManifestEntry, read_manifest
 from videomae_cli.data.video import open_video
 from videomae_cli.errors import ConfigError, DataError
 from videomae_cli.masking import MaskGenerator
-from videomae_cli.specs import PretrainSpec, grid_of, resolve_spec
 
 # 4 frames of 64² at sampling rate 2 → 2 × 4 × 4 tokens; videos are 80×64 so the multi-scale crop has room.
 REAL_ARGS = [

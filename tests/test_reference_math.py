@@ -17,9 +17,9 @@ import torch.nn.functional as F
 from conftest import PARITY_GRID, parity_model, parity_spec
 from torch import Tensor, nn
 
+from videomae_cli.config.schema import ModelSpec
 from videomae_cli.masking import MaskedTokens, random_mask, running_cell_selection, tube_mask
 from videomae_cli.models.vit import sinusoid_table
-from videomae_cli.specs import ModelSpec
 
 GRID = PARITY_GRID
 BATCH = 2

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from videomae_cli.config.resolve import resolve_spec, spec_to_yaml
+from videomae_cli.config.schema import FinetuneSpec, PretrainSpec
 from videomae_cli.errors import ConfigError
-from videomae_cli.specs import FinetuneSpec, PretrainSpec, resolve_spec, spec_to_yaml
 
 
 def resolve(configs=None, sets=None, **flags) -> PretrainSpec:
@@ -72,7 +73,7 @@ def test_a_size_flag_replaces_the_shape_fields_of_a_saved_spec(tmp_path: Path) -
             {"mask__decoder_ratio": 0.5},
             "mask.decoder_ratio: running-cell masking needs an even",
         ),
-        (["run.steps=10", "run.epochs=1"], {}, "run.steps: give --steps or --epochs, not both"),
+        (["run.steps=10", "run.epochs=1"], {}, "run.steps: give `run.steps` or `run.epochs`, not both"),
     ],
 )
 def test_bad_values_name_the_field(sets: list[str], flags: dict, expected: str) -> None:

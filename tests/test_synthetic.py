@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from videomae_cli.config.schema import DataSpec, SyntheticScene
 from videomae_cli.data import synthetic
 from videomae_cli.data.synthetic import MOTION_CLASSES, SyntheticVideos, render_clip, synthetic_label
-from videomae_cli.specs import DataSpec, SyntheticScene
 
 
 def _first_index_of(label: int, seed: int = 0) -> int:

@@ -19,8 +19,10 @@ from typer.testing import CliRunner
 from videogen import write_video  # av before decord (see videogen)
 
 from videomae_cli import viz
+from videomae_cli.checkpoint import model_metadata, save_weights
 from videomae_cli.cli import app
-from videomae_cli.engine.checkpoint import model_metadata, save_weights
+from videomae_cli.config.resolve import resolve_spec
+from videomae_cli.config.schema import FinetuneSpec, MaskSpec, ModelSpec, PretrainSpec, grid_of
 from videomae_cli.errors import ConfigError
 from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.models.pretrain import (
@@ -32,7 +34,6 @@ from videomae_cli.models.pretrain import (
     reconstruction_target,
 )
 from videomae_cli.models.vit import TokenGrid, patchify
-from videomae_cli.specs import FinetuneSpec, MaskSpec, ModelSpec, PretrainSpec, grid_of, resolve_spec
 
 TOY_GRID = TokenGrid(frames=4, height=64, width=64, patch=16, tubelet=2)  # TOY_SETS' clips: 2 × 4 × 4 tokens
 VIDEO_FRAMES = 40

@@ -1,12 +1,30 @@
-"""videomae-cli: VideoMAE-style masked-autoencoder video pretraining."""
+"""videomae-cli: VideoMAE-style masked-autoencoder video pretraining.
+
+`import videomae_cli` stays light (no torch): the loaders below import the model code when first called.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 from videomae_cli.version import __version__
 
-__all__ = ["__version__", "load"]
+if TYPE_CHECKING:
+    from torch import nn
+
+    from videomae_cli.checkpoint import LoadedCheckpoint
+
+__all__ = ["__version__", "load", "load_checkpoint"]
 
 
-def load(path, device="cpu"):
-    """Load a checkpoint as a model in eval mode (see videomae_cli.api.load)."""
-    from videomae_cli.api import load as _load
+def load(path, device: str = "cpu") -> nn.Module:
+    """One of our checkpoints (a .safetensors file, a checkpoint dir or a run dir) as a model in eval mode, with
+    `.spec` (the run spec) and, for a classifier, `.classes` (the class names). design.md: Python API."""
+    return load_checkpoint(path, device).model
 
-    return _load(path, device=device)
+
+def load_checkpoint(path, device: str = "cpu") -> LoadedCheckpoint:
+    """The richer result: `.model`, `.kind` ("pretrain" | "classifier"), `.spec`, `.classes`, `.path`."""
+    from videomae_cli.checkpoint import load_checkpoint as _load_checkpoint
+
+    return _load_checkpoint(path, device)

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from videomae_cli.mask_fit import check_mask_fits
-from videomae_cli.models.grid import TokenGrid
+from videomae_cli.config.grid import TokenGrid
+from videomae_cli.config.mask_fit import check_mask_fits
+from videomae_cli.config.schema import MaskSpec
 from videomae_cli.seeding import Stream, sample_rng
-from videomae_cli.specs import MaskSpec
 
 if TYPE_CHECKING:
     import torch

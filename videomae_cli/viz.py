@@ -23,19 +23,22 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from videomae_cli.checkpoint import atomic_write
+from videomae_cli.config.resolve import resolve_spec
+from videomae_cli.config.schema import MaskSpec, Strict
 from videomae_cli.data.loader import ClipNormalizer
 from videomae_cli.data.video import VideoError, open_video
 from videomae_cli.data.views import ViewPlan
-from videomae_cli.engine.checkpoint import atomic_write
 from videomae_cli.errors import ConfigError, DataError
 from videomae_cli.masking import MaskGenerator, SampleMask, collate_masks
 from videomae_cli.models.pretrain import PretrainVideoMAE, denormalize_prediction
 from videomae_cli.models.vit import TokenGrid, gather_tokens, patchify, unpatchify
-from videomae_cli.specs import MaskSpec, Strict, resolve_spec
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from PIL.ImageFont import FreeTypeFont
+
+    from videomae_cli.checkpoint import LoadedCheckpoint
 
 MID_GREY = 0.5  # the fill of masked or unpredicted cells: no uint8 pixel / 255 equals it, so tests can find it
 OUTPUT_SUFFIXES = (".png", ".gif", ".mp4")
@@ -85,8 +88,9 @@ def setup(
     official ViT-B defaults); explicit mask flags override either. Raises ConfigError naming the flag or field."""
     if seed < 0:
         raise ConfigError(f"--seed: must be 0 or more, got {seed}")
-    model = load_pretrain_model(checkpoint) if checkpoint is not None else None
-    if model is None:
+    loaded = load_pretrain_checkpoint(checkpoint) if checkpoint is not None else None
+    model = loaded.model if loaded is not None else None
+    if loaded is None:
         if error_map:
             raise ConfigError("--error-map: needs a pretrain checkpoint (without one nothing is reconstructed)")
         plan, grid = default_geometry(num_frames, input_size)
@@ -98,22 +102,22 @@ def setup(
                     f"{flag}: the checkpoint fixes the clip ({model.grid.frames} frames of {model.grid.height}²); "
                     f"leave {flag} out"
                 )
-        plan, grid, base = ViewPlan.for_data(model.spec.data), model.grid, model.spec.mask
+        plan, grid, base = ViewPlan.for_data(loaded.spec.data), model.grid, loaded.spec.mask
     mask = resolve_mask(base, grid, mask_type, mask_ratio, decoder_mask_ratio)
     return MaskViewSetup(plan, grid, mask, seed, model, error_map)
 
 
-def load_pretrain_model(path: Path) -> PretrainVideoMAE:
+def load_pretrain_checkpoint(path: Path) -> LoadedCheckpoint:
     """A pretrain checkpoint (file, checkpoint dir or run dir) in eval mode, on the CPU; not a classifier."""
-    from videomae_cli.api import load_checkpoint  # the model code imports only when a checkpoint is given
+    from videomae_cli.checkpoint import load_checkpoint  # the model code imports only when a checkpoint is given
 
-    model = load_checkpoint(path)
-    if not isinstance(model, PretrainVideoMAE):
+    loaded = load_checkpoint(path)
+    if loaded.kind != "pretrain":
         raise ConfigError(
             f"checkpoint: {path} is a classifier checkpoint; visualize-mask needs a pretrain checkpoint "
             "(its decoder makes the reconstruction), or none to show the mask alone"
         )
-    return model
+    return loaded
 
 
 def default_geometry(num_frames: int | None, input_size: int | None) -> tuple[ViewPlan, TokenGrid]:

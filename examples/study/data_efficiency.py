@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from videomae_cli.cores import cores_per_process
+from videomae_cli.runtime import cores_per_process
 
 # Hand-written: what was tried before the current plan, and what it showed; appended to docs/study.md.
 ITERATIONS = Path(__file__).with_name("iterations.md")

@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from videomae_cli.config.schema import DataSpec
 from videomae_cli.data.loader import ClipTransform, ViewIndices
 from videomae_cli.data.manifest import ManifestEntry
 from videomae_cli.data.sampling import dense_indices, pretrain_indices, segment_indices
@@ -19,7 +20,6 @@ from videomae_cli.data.transforms import MultiScaleCrop
 from videomae_cli.data.video import VideoError, VideoReader, open_video, resolve_backend
 from videomae_cli.errors import ConfigError
 from videomae_cli.seeding import Stream, sample_rng
-from videomae_cli.specs import DataSpec
 
 
 def window_length(entry: ManifestEntry, reader: VideoReader) -> int:

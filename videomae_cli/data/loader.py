@@ -23,7 +23,7 @@ from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD
 from videomae_cli.seeding import Stream, sample_rng
 
 if TYPE_CHECKING:
-    from videomae_cli.specs import DataSpec
+    from videomae_cli.config.schema import DataSpec
 
 
 class EpochSampler(Sampler[tuple[int, int]]):

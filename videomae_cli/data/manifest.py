@@ -72,7 +72,7 @@ def resolve_manifest(source: Path) -> Path:
             raise ConfigError(f"data.source: {source} has no {TRAIN_MANIFEST} (make one with videomae prepare-data)")
         return candidate
     if not source.is_file():
-        raise ConfigError(f"data.source: no such file or directory: {source} (set by --data)")
+        raise ConfigError(f"data.source: no such file or directory: {source}")
     return source
 
 

@@ -17,7 +17,7 @@ source has no split, and written to DIR as (design.md: data formats):
 - `.probe_cache.json`: probe results keyed by (absolute path, size, mtime, decoder), so a re-run probes only changed
   files, and a run with another decoder checks every file again.
 
-`prepare_data(spec, reporter)` does the work and reports progress through a `PrepareReporter`; it never prints. The
+`prepare_data(spec, reporter)` does the work and reports progress through a `Reporter`; it never prints. The
 reporters and the summary renderable at the end of this module are what the CLI uses to show it.
 """
 
@@ -30,7 +30,6 @@ import os
 import random
 import re
 import statistics
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -38,16 +37,17 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path, PurePath
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from videomae_cli.cores import cores_per_process
+from videomae_cli.config.schema import Strict, SyntheticScene
 from videomae_cli.data.manifest import CLASSES_FILE, class_names, read_manifest
 from videomae_cli.data.probe import ProbeResult, probe_video, transcode_video
 from videomae_cli.data.video import VideoError, resolve_backend
 from videomae_cli.errors import ConfigError, DataError
-from videomae_cli.specs import Strict, SyntheticScene
+from videomae_cli.progress import Reporter
+from videomae_cli.runtime import cores_per_process
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp", ".ogv", ".ts"}
@@ -253,23 +253,11 @@ class PrepareResult:
     report: dict[str, Any]
 
 
-class PrepareReporter(Protocol):
-    """How `prepare_data` reports: a progress task per stage (render, probe, transcode) and one-line notices."""
-
-    def start(self, task: str, total: int) -> None: ...
-
-    def advance(self, count: int = 1) -> None: ...
-
-    def finish(self) -> None: ...
-
-    def notice(self, text: str) -> None: ...
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The pipeline
 
 
-def prepare_data(spec: PrepareSpec, reporter: PrepareReporter) -> PrepareResult:
+def prepare_data(spec: PrepareSpec, reporter: Reporter) -> PrepareResult:
     """Read the source, probe every video, drop and report bad ones, transcode if asked, split, and write DIR."""
     # Resolved before anything is written, and kept concrete from here on: the probe cache and report.json must say
     # which backend was checked, which "auto" does not.
@@ -281,7 +269,7 @@ def prepare_data(spec: PrepareSpec, reporter: PrepareReporter) -> PrepareResult:
     source = _synthetic_source(spec, out, reporter) if spec.synthetic is not None else read_source(spec, out)
     if not source.items and not source.problems:
         raise DataError(f"SRC: no videos found in {source.location} (format {source.format})")
-    reporter.notice(f"{source.location}: {len(source.items)} videos listed ({source.format})")
+    reporter.status(f"{source.location}: {len(source.items)} videos listed ({source.format})")
 
     paths = [item.path for item in source.items]
     probes, probe_counts = probe_all(paths, out / PROBE_CACHE, spec.workers, reporter, spec.decoder)
@@ -328,12 +316,12 @@ def _screen(source: Source, probes: dict[str, ProbeResult], min_frames: int) -> 
 
 
 def run_jobs(
-    fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int, reporter: PrepareReporter, task: str
+    fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int, reporter: Reporter, task: str
 ) -> Iterator[Any]:
     """Yield fn(*job) for each job, in order, from a process pool (in-process for one worker or one job)."""
     if not jobs:
         return
-    reporter.start(task, len(jobs))
+    reporter.start(task, len(jobs), header=f"{task}: {len(jobs)} videos")
     try:
         if workers == 1 or len(jobs) == 1:
             for job in jobs:
@@ -355,7 +343,7 @@ def run_jobs(
 
 
 def probe_all(
-    paths: Sequence[Path], cache_path: Path, workers: int, reporter: PrepareReporter, decoder: str | None = None
+    paths: Sequence[Path], cache_path: Path, workers: int, reporter: Reporter, decoder: str | None = None
 ) -> tuple[dict[str, ProbeResult], dict[str, int]]:
     """Probe results for every path (keyed by str(path)), reusing cached ones whose size, mtime and decoder still
     match. `decoder` is the concrete training backend each video must also decode with (None: PyAV's probe only);
@@ -385,7 +373,7 @@ def probe_all(
     missing = len(results) - sum(1 for r in results.values() if r.size >= 0)
     counts = {"probed": len(todo), "cached": len(results) - missing, "missing": missing}
     if counts["cached"]:
-        reporter.notice(f"probe: {counts['cached']} unchanged videos from the cache, {len(todo)} to probe")
+        reporter.status(f"probe: {counts['cached']} unchanged videos from the cache, {len(todo)} to probe")
     try:
         for result in run_jobs(probe_video, todo, workers, reporter, "probe"):
             results[result.path] = result
@@ -411,7 +399,7 @@ def _save_cache(path: Path, results: dict[str, ProbeResult]) -> None:
 
 
 def _transcode_all(
-    items: list[SourceItem], videos: Path, spec: PrepareSpec, reporter: PrepareReporter
+    items: list[SourceItem], videos: Path, spec: PrepareSpec, reporter: Reporter
 ) -> tuple[list[SourceItem], list[Problem], dict[str, int]]:
     """Transcode each item to videos/<rel>.mp4 unless a finished copy newer than the source exists."""
     assert spec.resize_short is not None
@@ -845,7 +833,7 @@ def _load_json(path: Path) -> Any:
 # Synthetic videos
 
 
-def _synthetic_source(spec: PrepareSpec, out: Path, reporter: PrepareReporter) -> Source:
+def _synthetic_source(spec: PrepareSpec, out: Path, reporter: Reporter) -> Source:
     """Render the built-in synthetic dataset to DIR/videos/<class>/<i:06d>.mp4 (H.264) and list it like real data.
 
     Labels are the synthetic motion classes in MOTION_CLASSES order (so labels equal `synthetic_label`). Files from an
@@ -880,114 +868,6 @@ def _synthetic_source(spec: PrepareSpec, out: Path, reporter: PrepareReporter) -
         pass
     _write_json(marker, settings)
     return Source("synthetic", f"synthetic:{spec.synthetic}", list(MOTION_CLASSES), True, items)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Presentation (used by the CLI)
-
-
-class PlainPrepareReporter:
-    """Flushed lines: one when a stage starts, one every `every` seconds, one when it ends (for logs and pipes)."""
-
-    def __init__(self, stream: Any = None, every: float = 10.0) -> None:
-        self.stream = stream or sys.stdout
-        self.every = every
-        self.task, self.total, self.done, self.t0, self.last = "", 0, 0, 0.0, 0.0
-
-    def _write(self, line: str) -> None:
-        self.stream.write(line + "\n")
-        self.stream.flush()
-
-    def start(self, task: str, total: int) -> None:
-        self.task, self.total, self.done = task, total, 0
-        self.t0 = self.last = time.perf_counter()
-        self._write(f"{task}: {total} videos")
-
-    def advance(self, count: int = 1) -> None:
-        self.done += count
-        now = time.perf_counter()
-        if now - self.last >= self.every:
-            self.last = now
-            self._write(f"{self.task}: {self.done}/{self.total}")
-
-    def finish(self) -> None:
-        self._write(f"{self.task}: {self.done}/{self.total} done in {time.perf_counter() - self.t0:.1f}s")
-
-    def notice(self, text: str) -> None:
-        self._write(text)
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-class RichPrepareReporter:
-    """A rich progress bar per stage."""
-
-    def __init__(self, console: Any = None) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.console = console or Console()
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=self.console,
-        )
-        self.task: Any = None
-
-    def start(self, task: str, total: int) -> None:
-        self.progress.start()
-        self.task = self.progress.add_task(task, total=total)
-
-    def advance(self, count: int = 1) -> None:
-        self.progress.advance(self.task, count)
-
-    def finish(self) -> None:
-        self.progress.stop()
-
-    def notice(self, text: str) -> None:
-        self.console.print(text, markup=False, highlight=False)
-
-    def close(self) -> None:
-        """Stop the bar if a stage was interrupted."""
-        self.progress.stop()
-
-
-class SilentPrepareReporter:
-    """Reports nothing (`--progress off`)."""
-
-    def start(self, task: str, total: int) -> None:
-        pass
-
-    def advance(self, count: int = 1) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-    def notice(self, text: str) -> None:
-        pass
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
-def make_prepare_reporter(mode: str) -> PlainPrepareReporter | RichPrepareReporter | SilentPrepareReporter:
-    """auto → a rich bar on a terminal, plain lines otherwise."""
-    if mode == "auto":
-        mode = "rich" if sys.stdout.isatty() else "plain"
-    return {"rich": RichPrepareReporter, "plain": PlainPrepareReporter, "off": SilentPrepareReporter}[mode]()
 
 
 _MAX_CLASS_ROWS = 30
@@ -1028,7 +908,7 @@ def render_summary(result: PrepareResult) -> Any:
 def _videos_table(report: dict[str, Any]) -> Any:
     from rich.table import Table
 
-    from videomae_cli.engine.progress import format_duration
+    from videomae_cli.ui.progress import format_duration
 
     table = Table(title="Videos", title_justify="left", show_header=False)
     table.add_column("what")

@@ -26,7 +26,7 @@ import numpy as np
 from videomae_cli.data.video import VideoError, open_video
 
 if TYPE_CHECKING:
-    from videomae_cli.specs import SyntheticScene
+    from videomae_cli.config.schema import SyntheticScene
 
 # Leading bytes of the containers we see in practice. A file that starts like a container but does not open is a
 # damaged video (typically an mp4 whose index, written last, was cut off), not a stray non-video file.

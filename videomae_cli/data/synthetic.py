@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from videomae_cli.specs import SyntheticScene
+from videomae_cli.config.schema import SyntheticScene
 
 if TYPE_CHECKING:
-    from videomae_cli.specs import DataSpec
+    from videomae_cli.config.schema import DataSpec
 
 MOTION_CLASSES: tuple[str, ...] = ("right", "left", "down", "up", "rotate_cw", "rotate_ccw", "grow", "shrink")
 

@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from videomae_cli.config.schema import DataSpec
 from videomae_cli.data.loader import BadClip, ViewIndices, ignore_stop_signals
 from videomae_cli.data.sampling import dense_test_indices, segment_test_indices
 from videomae_cli.data.transforms import ShortSideResize, center_crop, three_crops
 from videomae_cli.data.video import VideoError
-from videomae_cli.specs import DataSpec
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from videomae_cli.api import build_model
+from videomae_cli.config.schema import FinetuneSpec, PretrainSpec, grid_of
 from videomae_cli.errors import ConfigError
 from videomae_cli.interop import hf, maest
 from videomae_cli.interop.sources import Source
-from videomae_cli.specs import FinetuneSpec, PretrainSpec, grid_of
+from videomae_cli.models.factory import build_model
 
 Shapes = dict[str, tuple[int, ...]]
 

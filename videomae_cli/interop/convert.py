@@ -17,14 +17,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from videomae_cli.api import KIND_SPECS
-from videomae_cli.engine.checkpoint import model_metadata, save_weights
+from videomae_cli.checkpoint import KIND_SPECS, model_metadata, save_weights
+from videomae_cli.config.resolve import resolve_spec
+from videomae_cli.config.schema import FinetuneSpec, PretrainSpec
 from videomae_cli.errors import ConfigError
 from videomae_cli.interop import hf, maest
 from videomae_cli.interop.checks import check_tensors, expected_source_shapes, our_shapes
 from videomae_cli.interop.settings import Setting, infer_settings, missing_heads, nested, required_tensor
 from videomae_cli.interop.sources import LAYOUTS, Source, read_source
-from videomae_cli.specs import FinetuneSpec, PretrainSpec, resolve_spec
 
 
 @dataclass

@@ -15,12 +15,11 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from videomae_cli.engine.checkpoint import atomic_write
+from videomae_cli.checkpoint import LoadedCheckpoint, atomic_write
+from videomae_cli.config.schema import FinetuneSpec, PretrainSpec, grid_of
 from videomae_cli.errors import ConfigError
 from videomae_cli.interop import hf
-from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD
-from videomae_cli.specs import FinetuneSpec, PretrainSpec, grid_of
 
 FORMATS = ("hf", "official", "onnx")
 ONNX_TOLERANCE = 1e-4
@@ -37,19 +36,15 @@ class Exported:
     notes: list[str] = field(default_factory=list)
 
 
-def export(model: nn.Module, fmt: str, out: Path) -> Exported:
-    """Export a loaded checkpoint (from `videomae_cli.load`) in `fmt`."""
+def export(loaded: LoadedCheckpoint, fmt: str, out: Path) -> Exported:
+    """Export a loaded checkpoint in `fmt`."""
     if fmt not in FORMATS:
-        raise ConfigError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
-    return {"hf": export_hf, "official": export_official, "onnx": export_onnx}[fmt](model, out)
+        raise ConfigError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    return {"hf": export_hf, "official": export_official, "onnx": export_onnx}[fmt](loaded, out)
 
 
-def _is_classifier(model: nn.Module) -> bool:
-    return isinstance(model, VideoClassifier)
-
-
-def _clip_shape(model: nn.Module) -> str:
-    grid = grid_of(model.spec)
+def _clip_shape(loaded: LoadedCheckpoint) -> str:
+    grid = grid_of(loaded.spec)
     return f"{grid.frames} frames of {grid.height}×{grid.width}"
 
 
@@ -57,15 +52,15 @@ def _clip_shape(model: nn.Module) -> str:
 # HF transformers
 
 
-def export_hf(model: nn.Module, out: Path) -> Exported:
+def export_hf(loaded: LoadedCheckpoint, out: Path) -> Exported:
     """A transformers model directory: config.json, model.safetensors, preprocessor_config.json."""
-    spec, classifier = model.spec, _is_classifier(model)
-    classes = model.classes if classifier else None
+    spec, classifier = loaded.spec, loaded.kind == "classifier"
+    classes = loaded.classes if classifier else None
     try:
         config = hf.hf_config(spec.model, grid_of(spec), classes)
     except ValueError as e:
-        raise ConfigError(f"--format hf: {e}") from None
-    state = model.state_dict()
+        raise ConfigError(f"format: hf cannot hold this model: {e}") from None
+    state = loaded.model.state_dict()
     # q_bias/v_bias: the names transformers 4.x loads and 5.x still writes on disk (it renames them on load).
     to_hf = hf.to_hf_classification_state_dict if classifier else hf.to_hf_pretraining_state_dict
     weights = to_hf(state, qv_bias_style="v4")
@@ -78,7 +73,7 @@ def export_hf(model: nn.Module, out: Path) -> Exported:
     eps_layers = "fc_norm" if classifier else "decoder.norm"
     notes = [
         f"load with transformers.{head}.from_pretrained({str(out)!r}) (or VideoMAEModel for the encoder alone)",
-        f"pixel_values are [B, T, C, H, W] (ours [B, C, T, H, W]: .permute(0, 2, 1, 3, 4)), {_clip_shape(model)}",
+        f"pixel_values are [B, T, C, H, W] (ours [B, C, T, H, W]: .permute(0, 2, 1, 3, 4)), {_clip_shape(loaded)}",
         f"normalise with {NORMALISATION}; preprocessor_config.json says so (the HF processor default is 0.5/0.5)",
         f"HF hard-codes eps 1e-5 in {eps_layers} (ours {spec.model.layer_norm_eps:g}): outputs differ by ~1e-5",
     ]
@@ -110,34 +105,34 @@ def _write_json(path: Path, data: dict[str, object]) -> None:
 # Official VideoMAE
 
 
-def export_official(model: nn.Module, out: Path) -> Exported:
+def export_official(loaded: LoadedCheckpoint, out: Path) -> Exported:
     """A .pth holding {"model": state_dict} in the official V1 layout, loadable with strict=True."""
-    spec = model.spec.model
+    spec = loaded.spec.model
     extras = {
         "model.pos_embed": spec.pos_embed != "sincos",
         "model.cls_token": spec.cls_token,
-        "model.decoder_embed_bias": spec.decoder_embed_bias and not _is_classifier(model),
-        "model.pred_frames": getattr(spec, "pred_frames", None) is not None and not _is_classifier(model),
+        "model.decoder_embed_bias": spec.decoder_embed_bias and loaded.kind != "classifier",
+        "model.pred_frames": getattr(spec, "pred_frames", None) is not None and loaded.kind != "classifier",
     }
     bad = [name for name, is_extra in extras.items() if is_extra]
     if bad:
-        raise ConfigError(f"--format official: the official VideoMAE models have no {', '.join(bad)} of this model")
-    state: dict[str, Tensor] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        raise ConfigError(f"format: official: the official VideoMAE models have no {', '.join(bad)} of this model")
+    state: dict[str, Tensor] = {k: v.detach().cpu().clone() for k, v in loaded.model.state_dict().items()}
     out.parent.mkdir(parents=True, exist_ok=True)
-    args = official_args(model.spec, _is_classifier(model))
+    args = official_args(loaded.spec, loaded.kind == "classifier")
     atomic_write(out, lambda tmp: torch.save({"model": state, "args": args}, tmp))
-    grid = grid_of(model.spec)
+    grid = grid_of(loaded.spec)
     clip = f"img_size={grid.height}, tubelet_size={grid.tubelet}"
-    if _is_classifier(model):
+    if loaded.kind == "classifier":
         official = (
             f"vit_{spec.name}_patch{grid.patch}_224({clip}, all_frames={grid.frames}, "
-            f"num_classes={len(model.classes)}, use_mean_pooling=True)"
+            f"num_classes={len(loaded.classes)}, use_mean_pooling=True)"
         )
     else:
         official = f"pretrain_videomae_{spec.name}_patch{grid.patch}_224({clip}, decoder_depth={spec.decoder_depth})"
     notes = [
         f"load with model.load_state_dict(torch.load(path)['model'], strict=True) into {official}",
-        f"input [B, C, T, H, W], {_clip_shape(model)}, normalised with {NORMALISATION}",
+        f"input [B, C, T, H, W], {_clip_shape(loaded)}, normalised with {NORMALISATION}",
     ]
     return Exported(out, "official VideoMAE (MCG-NJU/VideoMAE, OpenGVLab/VideoMAEv2)", notes)
 
@@ -178,14 +173,14 @@ class _Features(nn.Module):
         return self.model.features(video)
 
 
-def export_onnx(model: nn.Module, out: Path) -> Exported:
+def export_onnx(loaded: LoadedCheckpoint, out: Path) -> Exported:
     """The classifier (logits) or the pretrain encoder (pooled features), with a dynamic batch axis, verified
     against PyTorch in onnxruntime on a random clip of another batch size."""
     _check_onnx_packages()
-    classifier = _is_classifier(model)
-    module = model if classifier else _Features(model)
+    classifier = loaded.kind == "classifier"
+    module = loaded.model if classifier else _Features(loaded.model)
     output = "logits" if classifier else "features"
-    grid = grid_of(model.spec)
+    grid = grid_of(loaded.spec)
     shape = (3, grid.frames, grid.height, grid.width)
     example = torch.randn(2, *shape, generator=torch.Generator().manual_seed(0))  # batch 2: 1 would be specialised
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -202,8 +197,10 @@ def export_onnx(model: nn.Module, out: Path) -> Exported:
     program.save(str(out))  # not via a temporary name: large models keep their weights in a file named after it
     error = _onnx_error(out, module, shape)
     if error > ONNX_TOLERANCE:
-        raise ConfigError(f"--format onnx: onnxruntime differs from PyTorch by {error:.2e} (> {ONNX_TOLERANCE})")
-    what = f"logits [B, {len(model.classes)}]" if classifier else f"features [B, {model.spec.model.dim}] (mean-pooled)"
+        raise ConfigError(f"format: onnx: onnxruntime differs from PyTorch by {error:.2e} (> {ONNX_TOLERANCE})")
+    what = (
+        f"logits [B, {len(loaded.classes)}]" if classifier else f"features [B, {loaded.spec.model.dim}] (mean-pooled)"
+    )
     notes = [
         f"input 'video' float32 [B, 3, {grid.frames}, {grid.height}, {grid.width}] normalised with {NORMALISATION}",
         f"output '{output}': {what}; onnxruntime matches PyTorch to {error:.1e} at batch 3",
@@ -216,7 +213,7 @@ def _check_onnx_packages() -> None:
         import onnxruntime  # noqa: F401
         import onnxscript  # noqa: F401  (the torch.onnx exporter needs it)
     except ImportError:
-        raise ConfigError(f"--format onnx needs the ONNX packages: {ONNX_HINT}") from None
+        raise ConfigError(f"format: onnx needs the ONNX packages: {ONNX_HINT}") from None
 
 
 def _onnx_error(path: Path, module: nn.Module, shape: tuple[int, ...]) -> float:

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from videomae_cli.config.schema import ModelSpec
 from videomae_cli.interop.names import rename, split_block_key, swap
 from videomae_cli.models.vit import TokenGrid
-from videomae_cli.specs import ModelSpec
 
 QV_BIAS_STYLES = ("v4", "v5")
 

@@ -16,12 +16,12 @@ from typing import Any
 
 from torch import Tensor
 
+from videomae_cli.config.sizes import SIZES
 from videomae_cli.errors import ConfigError
 from videomae_cli.interop import hf
 from videomae_cli.interop.names import count_blocks
 from videomae_cli.interop.official import FACTORIES, released_architecture
 from videomae_cli.interop.sources import LAYOUTS, Source
-from videomae_cli.models.sizes import SIZES
 
 # Official defaults for what the weights do not record (V1 K400 pretraining; MAE-ST's own defaults).
 OFFICIAL_DEFAULTS = {"data.num_frames": 16, "data.input_size": 224}

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor
 
-from videomae_cli.engine.checkpoint import read_metadata
+from videomae_cli.checkpoint import read_metadata
 from videomae_cli.errors import ConfigError
 from videomae_cli.interop import maest
 from videomae_cli.interop.pth import read_pth, strip_wrappers, unwrap_weights

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from videomae_cli.api import build_model
+from videomae_cli.config.schema import grid_of
 from videomae_cli.errors import ConfigError
 from videomae_cli.interop import hf, reference
 from videomae_cli.interop.convert import Conversion, source_names
 from videomae_cli.masking import random_mask
-from videomae_cli.specs import grid_of
+from videomae_cli.models.factory import build_model
 
 TOLERANCE = 1e-4
 MASK_RATIO = 0.75  # some tokens seen and some reconstructed, whatever the grid

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from videomae_cli.config.schema import FinetuneSpec, ModelSpec
 from videomae_cli.models.vit import Encoder, TokenGrid, encoder_options, trunc_normal_init
-from videomae_cli.specs import ModelSpec
 
 HEAD_INIT_SCALE = 0.001  # the official fine-tune scales the head's initial weights down by this
 
@@ -28,11 +28,17 @@ class VideoClassifier(Encoder):
         num_classes: int,
         head_init_scale: float = HEAD_INIT_SCALE,
         pool: str = "mean",
+        run_spec: FinetuneSpec | None = None,
+        classes: list[str] | None = None,
     ):
         super().__init__(grid, **encoder_options(spec), final_norm=False)  # fc_norm after pooling replaces norm
         if pool not in ("mean", "cls") or (pool == "cls" and not spec.cls_token):
             raise ValueError(f"pool must be 'mean', or 'cls' for a model with a cls token; got {pool!r}")
+        if classes is not None and len(classes) != num_classes:
+            raise ValueError(f"{len(classes)} class names for {num_classes} classes")
         self.config, self.pool = spec, pool
+        self.spec = run_spec  # the whole run spec it was built from (a loaded checkpoint's), or None
+        self.classes = classes  # the class names, index = logit (a loaded checkpoint's), or None
         self.fc_norm = nn.LayerNorm(spec.dim, eps=spec.layer_norm_eps)
         self.head = nn.Linear(spec.dim, num_classes)
         self.reset_parameters(head_init_scale)

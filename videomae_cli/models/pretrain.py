@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from videomae_cli.config.schema import ModelSpec, PretrainSpec
 from videomae_cli.masking import MaskedTokens
 from videomae_cli.models.vit import (
     Block,
@@ -25,7 +26,6 @@ from videomae_cli.models.vit import (
     patchify,
     trunc_normal_init,
 )
-from videomae_cli.specs import ModelSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -107,9 +107,10 @@ class PretrainVideoMAE(nn.Module):
     (t, h, w)) or MaskedTokens index tensors, which is what the training loop passes.
     """
 
-    def __init__(self, spec: ModelSpec, grid: TokenGrid) -> None:
+    def __init__(self, spec: ModelSpec, grid: TokenGrid, run_spec: PretrainSpec | None = None) -> None:
         super().__init__()
         self.config, self.grid = spec, grid
+        self.spec = run_spec  # the whole run spec it was built from (a loaded checkpoint's), or None
         self.encoder = Encoder(grid, **encoder_options(spec))
         self.encoder_to_decoder = nn.Linear(spec.dim, spec.decoder_dim, bias=spec.decoder_embed_bias)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, spec.decoder_dim))

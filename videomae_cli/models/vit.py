@@ -16,10 +16,10 @@ from timm.layers import DropPath
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from videomae_cli.models.grid import TokenGrid
+from videomae_cli.config.grid import TokenGrid
 
 if TYPE_CHECKING:
-    from videomae_cli.specs import ModelSpec
+    from videomae_cli.config.schema import ModelSpec
 
 
 def patchify(video: torch.Tensor, grid: TokenGrid) -> torch.Tensor:

@@ -1,4 +1,5 @@
-"""Run-directory checkpoints (design.md: run directory): self-describing safetensors + a resume-only train_state.pt.
+"""Checkpoints (design.md: run directory): self-describing safetensors + a resume-only train_state.pt, and loading
+them back as models.
 
 Every file is written to a temporary name and renamed into place, and a checkpoint directory becomes visible only
 once complete, so an interrupted save (even kill -9) leaves the previous checkpoint intact and loadable.
@@ -13,13 +14,18 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
 
+from videomae_cli.config.schema import FinetuneSpec, PretrainSpec
+from videomae_cli.errors import ConfigError
+from videomae_cli.models.factory import build_model
 from videomae_cli.version import __version__
 
 CHECKPOINTS = "checkpoints"
@@ -133,3 +139,42 @@ def prune_checkpoints(run_dir: Path, keep_last: int) -> None:
 def load_train_state(checkpoint_dir: Path) -> dict[str, Any]:
     """The resume state of a checkpoint, read without unpickling arbitrary objects."""
     return torch.load(checkpoint_dir / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loading our weights files back as models
+
+KIND_SPECS: dict[str, type[PretrainSpec] | type[FinetuneSpec]] = {"pretrain": PretrainSpec, "classifier": FinetuneSpec}
+CheckpointKind = Literal["pretrain", "classifier"]
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """One of our checkpoints, loaded: the model in eval mode, its kind, the spec it was trained with and, for a
+    classifier, its class names (index = logit)."""
+
+    model: nn.Module
+    kind: CheckpointKind
+    spec: PretrainSpec | FinetuneSpec
+    classes: list[str] | None
+    path: Path
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
+    """Load a .safetensors file, a checkpoint dir or a run dir we wrote; a ConfigError (one line) names what is
+    wrong with the file. A pretrain checkpoint gives a PretrainVideoMAE (`model(video, mask)` → `.loss`, `.pred`),
+    a classifier checkpoint a VideoClassifier (`model(video)` → logits [B, K])."""
+    file = weights_file(path)
+    if not file.is_file():
+        raise ConfigError(f"checkpoint: no such file: {file}")
+    try:
+        kind, spec_dict = read_spec_json(file)
+        if kind not in KIND_SPECS:
+            raise ValueError(f"{file}: checkpoints of kind {kind!r} are not supported by this version")
+        spec = KIND_SPECS[kind].model_validate(spec_dict)
+        classes = json.loads(read_metadata(file)["videomae.classes"]) if kind == "classifier" else None
+        model = build_model(spec, classes)
+        model.load_state_dict(load_file(str(file), device=device))
+    except (ValueError, OSError, SafetensorError) as e:
+        raise ConfigError(f"checkpoint: cannot load {file}: {e}") from None
+    return LoadedCheckpoint(model.to(device).eval(), kind, spec, classes, file)

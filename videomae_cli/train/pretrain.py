@@ -8,14 +8,14 @@ from typing import Any
 import torch
 from torch import nn
 
+from videomae_cli.config.schema import DEFAULT_PRETRAIN_STEPS, PretrainSpec, grid_of
 from videomae_cli.data.loader import ClipBatch, ClipSource, SampledClips, SyntheticSource
 from videomae_cli.data.manifest import read_manifest, resolve_manifest
 from videomae_cli.data.synthetic import SyntheticVideos
-from videomae_cli.engine.loop import Run, make_run, seed_rank_streams, start_processes
-from videomae_cli.engine.progress import Reporter
 from videomae_cli.masking import MaskGenerator
 from videomae_cli.models.pretrain import PretrainVideoMAE
-from videomae_cli.specs import DEFAULT_PRETRAIN_STEPS, PretrainSpec, grid_of
+from videomae_cli.progress import Reporter
+from videomae_cli.train.loop import Run, make_run, seed_rank_streams, start_processes
 
 
 class PretrainTask:

@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from videomae_cli.errors import ConfigError
+from videomae_cli.runtime import pick_device
 
 DEFAULT_PORT = 29500
 
@@ -65,15 +66,6 @@ def slurm_head_node(nodelist: str) -> str:
         raise ConfigError(f"SLURM_JOB_NODELIST: cannot read {nodelist!r}")
     prefix, ranges = first.groups()
     return prefix if ranges is None else prefix + ranges.split(",")[0].split("-")[0]
-
-
-def pick_device(choice: str, local_rank: int = 0) -> torch.device:
-    """auto → cuda when available, else cpu; cuda without a GPU is a config error. Each local rank its own GPU."""
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("run.device: cuda requested but no CUDA device is available (set by --device)")
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device("cuda", local_rank) if choice == "cuda" else torch.device(choice)
 
 
 def start(env: DistEnv, device_choice: str) -> torch.device:

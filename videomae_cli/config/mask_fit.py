@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from videomae_cli.models.grid import TokenGrid
+from videomae_cli.config.grid import TokenGrid
 
 if TYPE_CHECKING:
-    from videomae_cli.specs import MaskSpec
+    from videomae_cli.config.schema import MaskSpec
 
 
 def masked_count(spec: MaskSpec, grid: TokenGrid) -> int:

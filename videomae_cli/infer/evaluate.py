@@ -20,21 +20,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from videomae_cli.api import load_checkpoint
+from videomae_cli.checkpoint import LoadedCheckpoint, atomic_write, load_checkpoint
+from videomae_cli.config.schema import DataSpec, EvaluateSpec, default_views, parse_views
 from videomae_cli.data.loader import BadClip, ClipNormalizer, synthetic_validation
 from videomae_cli.data.manifest import VAL_MANIFEST, read_manifest, resolve_manifest, validation_manifest
 from videomae_cli.data.synthetic import SyntheticVideos
 from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource, view_loader
-from videomae_cli.engine import metrics
-from videomae_cli.engine.checkpoint import atomic_write
-from videomae_cli.engine.distributed import pick_device
-from videomae_cli.engine.loop import autocast_for
-from videomae_cli.engine.predict import ViewPredictions, predict_views, run_in_chunks
-from videomae_cli.engine.progress import Reporter, step_counter
 from videomae_cli.errors import ConfigError, DataError
+from videomae_cli.infer import metrics
+from videomae_cli.infer.predict import ViewPredictions, predict_views, run_in_chunks
 from videomae_cli.masking import MaskGenerator, collate_masks
 from videomae_cli.models.pretrain import per_video_loss
-from videomae_cli.specs import DataSpec, EvaluateSpec, default_views, parse_views
+from videomae_cli.progress import Reporter
+from videomae_cli.runtime import autocast_for, pick_device
 
 REPORT_NAME = "report.json"
 
@@ -56,14 +54,14 @@ def default_report_path(checkpoint: Path) -> Path:
 
 def evaluate(spec: EvaluateSpec, reporter: Reporter) -> Evaluation:
     """Evaluate spec.checkpoint (classifier or pretrain) and write the report."""
-    model = load_checkpoint(spec.checkpoint)
-    device = pick_device(spec.device)
-    model.to(device)
+    loaded = load_checkpoint(spec.checkpoint)
+    device = pick_device(spec.device, field="device")
+    loaded.model.to(device)
     report_path = spec.report or default_report_path(spec.checkpoint)
-    if model.spec.kind == "finetune":
-        evaluation = evaluate_classifier(model, spec, report_path, device, reporter)
+    if loaded.kind == "classifier":
+        evaluation = evaluate_classifier(loaded, spec, report_path, device, reporter)
     else:
-        evaluation = evaluate_pretrain(model, spec, report_path, device, reporter)
+        evaluation = evaluate_pretrain(loaded, spec, report_path, device, reporter)
     evaluation.report["checkpoint"] = str(spec.checkpoint)
     write_json(report_path, evaluation.report)
     return evaluation
@@ -75,7 +73,7 @@ def write_json(path: Path, report: dict[str, Any]) -> None:
 
 
 def query_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[ViewSource, str]:
-    """The videos to evaluate on, and how to name them: --data, else the checkpoint's validation set."""
+    """The videos to evaluate on, and how to name them: `data`, else the checkpoint's validation set."""
     choice = spec.data
     if choice == "synthetic" or (choice is None and data.source == "synthetic"):
         return synthetic_validation(data, seed), "synthetic validation videos"
@@ -83,13 +81,13 @@ def query_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[ViewSou
         manifest = validation_manifest(Path(data.source), data.val_source)
         if manifest is None:
             raise ConfigError(
-                f"data: the checkpoint's training data {data.source} has no validation manifest; pass --data"
+                f"data: the checkpoint's training data {data.source} has no validation manifest; pass `data=MANIFEST`"
             )
         return manifest_source(manifest, data, seed, data.root), str(manifest)
     path = Path(choice)
     manifest = path / VAL_MANIFEST if path.is_dir() else path
     if not manifest.is_file():
-        raise ConfigError(f"data: no such manifest: {manifest} (set by --data)")
+        raise ConfigError(f"data: no such manifest: {manifest}")
     return manifest_source(manifest, data, seed, None), str(manifest)
 
 
@@ -100,28 +98,36 @@ def manifest_source(manifest: Path, data: DataSpec, seed: int, root: Path | None
 
 
 def evaluate_classifier(
-    model: nn.Module, spec: EvaluateSpec, report_path: Path, device: torch.device, reporter: Reporter
+    loaded: LoadedCheckpoint, spec: EvaluateSpec, report_path: Path, device: torch.device, reporter: Reporter
 ) -> Evaluation:
     """Multi-view top-1/top-5/per-class accuracy, the confusion matrix and per-video predictions."""
-    trained = model.spec
+    model, trained, classes = loaded.model, loaded.spec, loaded.classes
     clips, crops = parse_views(spec.views or default_views(trained.data))
     source, name = query_source(spec, trained.data, trained.run.seed)
     views = VideoViews(source, ViewPlan.for_data(trained.data, clips, crops))
-    reporter.start(len(views), 0, f"evaluate {spec.checkpoint} on {name} | {clips}x{crops} views | {device}")
-    advance = step_counter(reporter)
+    reporter.start(
+        "evaluate", len(views), 0, f"evaluate {spec.checkpoint} on {name} | {clips}x{crops} views | {device}"
+    )
     result = predict_views(
-        model, views, spec.batch_size, spec.num_workers, device, spec.precision, spec.chunk_views, on_batch=advance
+        model,
+        views,
+        spec.batch_size,
+        spec.num_workers,
+        device,
+        spec.precision,
+        spec.chunk_views,
+        on_batch=reporter.advance,
     )
     report_skipped(result.failures, reporter)
     if not len(result.labels):
         raise DataError(f"none of the {len(views)} videos of {name} could be decoded")
     try:
-        numbers = metrics.classification_report(result.probs, result.labels, model.classes)
+        numbers = metrics.classification_report(result.probs, result.labels, classes)
     except ValueError as e:
         raise DataError(f"{name}: {e}") from None
     report = {"kind": "classifier", "data": name, "views": f"{clips}x{crops}", "num_views": clips * crops}
     report |= numbers | {"skipped": skipped(result.failures)}
-    files = write_classifier_files(report_path, numbers, result, source, model.classes)
+    files = write_classifier_files(report_path, numbers, result, source, classes)
     report["files"] = files
     return Evaluation(report, report_path, files)
 
@@ -170,7 +176,6 @@ def frozen_pass(
     device: torch.device,
     masks: MaskGenerator | None,
     reporter: Reporter,
-    done: list[int],
 ) -> FrozenPass:
     """Pooled encoder features of every video, and (with `masks`) its masked reconstruction loss."""
     normalize, out = ClipNormalizer(device), FrozenPass()
@@ -188,27 +193,25 @@ def frozen_pass(
                         output = model(video, tokens)
                         out.losses.append(per_video_loss(output.pred, output.target, tokens.weight))
                 out.labels += [s.label for s in good]
-            done[0] += len(batch)
-            reporter.step(done[0])
+            reporter.advance(len(batch))
     return out
 
 
 def evaluate_pretrain(
-    model: nn.Module, spec: EvaluateSpec, report_path: Path, device: torch.device, reporter: Reporter
+    loaded: LoadedCheckpoint, spec: EvaluateSpec, report_path: Path, device: torch.device, reporter: Reporter
 ) -> Evaluation:
     """Reconstruction loss on the validation videos; k-NN and linear probe when the training videos are labelled."""
-    from videomae_cli.engine.frozen import knn_accuracy, linear_probe_accuracy
+    from videomae_cli.infer.frozen import knn_accuracy, linear_probe_accuracy
 
-    trained = model.spec
+    model, trained = loaded.model, loaded.spec
     plan = ViewPlan.for_data(trained.data)
     source, name = query_source(spec, trained.data, trained.run.seed)
     bank, bank_name = bank_source(spec, trained.data, trained.run.seed)
     queries = VideoViews(source, plan)
     total = len(queries) + (len(bank) if bank is not None else 0)
-    reporter.start(total, 0, f"evaluate {spec.checkpoint} (pretrain) on {name} | {device}")
-    done = [0]
+    reporter.start("evaluate", total, 0, f"evaluate {spec.checkpoint} (pretrain) on {name} | {device}")
     masks = MaskGenerator(trained.mask, model.grid, trained.run.seed)
-    query = frozen_pass(model, queries, spec, device, masks, reporter, done)
+    query = frozen_pass(model, queries, spec, device, masks, reporter)
     report_skipped(query.failures, reporter)
     if not query.labels:
         raise DataError(f"none of the {len(queries)} videos of {name} could be decoded")
@@ -227,7 +230,7 @@ def evaluate_pretrain(
         report["notes"].append("no labelled training videos: k-NN and linear probe skipped")
         report["skipped"] = skipped(query.failures)
         return Evaluation(report, report_path)
-    reference = frozen_pass(model, VideoViews(bank, plan), spec, device, None, reporter, done)
+    reference = frozen_pass(model, VideoViews(bank, plan), spec, device, None, reporter)
     report_skipped(reference.failures, reporter)
     num_classes = max(max(reference.labels), max(query.labels)) + 1
     train_x, test_x = torch.cat(reference.features), torch.cat(query.features)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import math
 import platform
 import random
@@ -28,9 +29,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from videomae_cli.data.loader import STOP_SIGNALS, BadClip, ClipBatch, ClipNormalizer, SampledClips, train_loader
-from videomae_cli.engine import distributed
-from videomae_cli.engine.checkpoint import (
+from videomae_cli.checkpoint import (
     MODEL_FILE,
     list_checkpoints,
     load_train_state,
@@ -39,15 +38,18 @@ from videomae_cli.engine.checkpoint import (
     read_spec_json,
     save_checkpoint,
 )
-from videomae_cli.engine.distributed import DistEnv
-from videomae_cli.engine.optim import Schedule, make_optimizer, make_schedule
-from videomae_cli.engine.progress import MetricsLog, Reporter, format_duration
+from videomae_cli.config.resolve import spec_to_yaml
+from videomae_cli.config.schema import FinetuneSpec, PretrainSpec
+from videomae_cli.data.loader import STOP_SIGNALS, BadClip, ClipBatch, ClipNormalizer, SampledClips, train_loader
 from videomae_cli.errors import ConfigError, DataError, NonFiniteLossError, Preempted
 from videomae_cli.models.vit import Blocks, set_activation_checkpointing
-from videomae_cli.specs import FinetuneSpec, PretrainSpec, spec_to_yaml
+from videomae_cli.progress import Reporter, format_duration
+from videomae_cli.runtime import autocast_for, resolve_precision
+from videomae_cli.train import distributed
+from videomae_cli.train.distributed import DistEnv
+from videomae_cli.train.optim import Schedule, make_optimizer, make_schedule
 from videomae_cli.version import __version__
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 TrainSpec = PretrainSpec | FinetuneSpec
 
 
@@ -67,32 +69,6 @@ def seed_rank_streams(spec: TrainSpec, dist_env: DistEnv) -> None:
     keeps the single-process stream, so one process and rank 0 draw alike."""
     if dist_env.rank:
         torch.manual_seed(spec.run.seed + 1_000_003 * dist_env.rank)
-
-
-def autocast_for(device: torch.device, precision: str) -> torch.autocast:
-    """The autocast context of a precision name (fp32 = disabled)."""
-    return torch.autocast(device.type, dtype=PRECISIONS[precision] or torch.float32, enabled=precision != "fp32")
-
-
-def native_bf16(device: torch.device) -> bool:
-    """Whether `device` computes in bf16 natively: a GPU that supports it, a CPU with AVX512-BF16 or AMX."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type != "cpu":
-        return False
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # private but long-standing torch.cpu helpers
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def resolve_precision(requested: str, device: torch.device) -> tuple[str, str | None]:
-    """The precision to train in, and a notice when `auto` falls back: bf16 autocast where the device has native
-    bf16 (fp32 master weights either way), else fp32."""
-    if requested != "auto":
-        return requested, None
-    if native_bf16(device):
-        return "bf16", None
-    what = "this CPU has no AVX512-BF16/AMX" if device.type == "cpu" else f"{device} does not support bf16"
-    return "fp32", f"precision auto: {what}, so training runs in fp32"
 
 
 class Task(Protocol):
@@ -195,7 +171,7 @@ def make_run(
     epochs = spec.run.epochs or (None if spec.run.steps else default_epochs)
     total = spec.run.steps or (math.ceil(epochs * steps_per_epoch) if epochs else default_steps)
     if not total:
-        raise ConfigError("run.steps: give --steps or --epochs")
+        raise ConfigError("run.steps: give `run.steps` or `run.epochs`")
     train_model = parallelize(model, spec, dist_env, device)  # before the optimizer: FSDP replaces the parameters
     if spec.run.compile:
         train_model = torch.compile(train_model)  # the weights stay `model`'s: checkpoints keep their names
@@ -250,7 +226,7 @@ def find_resume_checkpoint(spec: TrainSpec, out: Path) -> Path | None:
     if choice == "none":
         if list_checkpoints(out):
             raise ConfigError(
-                f"run.resume: {out} already holds checkpoints; pass --resume auto to continue it, or another --out"
+                f"run.resume: {out} already holds checkpoints; pass `run.resume=auto` to continue it, or another `run.out`"
             )
         return None
     if choice == "auto":
@@ -261,7 +237,7 @@ def find_resume_checkpoint(spec: TrainSpec, out: Path) -> Path | None:
         return path
     found = list_checkpoints(path)
     if not found:
-        raise ConfigError(f"run.resume: no checkpoint found at {path} (set by --resume)")
+        raise ConfigError(f"run.resume: no checkpoint found at {path}")
     return found[-1][1]
 
 
@@ -286,7 +262,7 @@ def check_same_model(saved: dict[str, Any], spec: TrainSpec) -> None:
             if old != new:
                 raise ConfigError(
                     f"{section}.{key}: the checkpoint was trained with {old!r}, the spec asks for {new!r}; "
-                    "resume with the same model or start a new --out"
+                    "resume with the same model or start a new `run.out`"
                 )
 
 
@@ -326,7 +302,7 @@ def train(run: Run, reporter: Reporter) -> float | None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "spec.yaml").write_text(spec_to_yaml(spec, run.meta))
         metrics.truncate_after(run.start_step)
-    reporter.start(run.total_steps, run.start_step, describe_run(run))
+    reporter.start(spec.kind, run.total_steps, run.start_step, describe_run(run))
     for notice in run.notices:
         reporter.notice(notice)
     if run.start_step >= run.total_steps:
@@ -428,7 +404,7 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) 
         opt.zero_grad(set_to_none=True)
         done, window_steps = step + 1, window_steps + 1
         task.after_step(run, done)
-        reporter.step(done)
+        reporter.advance()
         is_last = done == run.total_steps
         if done % spec.run.log_every == 0 or is_last:
             bad_clips.share()
@@ -466,7 +442,7 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) 
         if stopping and not is_last:
             raise Preempted(
                 f"{stop.received or 'a stop signal on another rank'} at step {done}: checkpoint written to "
-                f"{run.out}; continue with --resume auto"
+                f"{run.out}; continue with `run.resume=auto`"
             )
     reporter.notice(
         f"done: {run.total_steps} steps in {format_duration(time.perf_counter() - started)}; "
@@ -488,6 +464,24 @@ def stop_requested(stop: StopRequest, run: Run) -> bool:
     if not run.dist.is_distributed:
         return stop.received is not None
     return bool(distributed.any_rank(torch.tensor(stop.received is not None, device=run.device)))
+
+
+class MetricsLog:
+    """Appends one JSON object per log step to metrics.jsonl."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records past `step` (a resumed run rewrites them)."""
+        if not self.path.exists():
+            return
+        keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        self.path.write_text("".join(line + "\n" for line in keep))
 
 
 BAD_VIDEOS = "bad_videos.txt"

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 
-from videomae_cli.engine.checkpoint import read_spec_json, weights_file
-from videomae_cli.engine.progress import Reporter
+from videomae_cli.checkpoint import read_spec_json, weights_file
+from videomae_cli.config.schema import FinetuneSpec
 from videomae_cli.errors import ConfigError
 from videomae_cli.models.classifier import VideoClassifier, classifier_names_from_pretrain
 from videomae_cli.models.vit import TokenGrid
-from videomae_cli.specs import FinetuneSpec
+from videomae_cli.progress import Reporter
 
 INIT_KINDS = ("pretrain", "classifier")
 
@@ -64,7 +64,7 @@ def checkpoint_file(choice: str) -> Path:
     """A weights file from a file, checkpoint directory or run directory path."""
     path = weights_file(choice)
     if not path.is_file():
-        raise ConfigError(f"init: no such checkpoint: {path} (set by --init)")
+        raise ConfigError(f"init: no such checkpoint: {path}")
     return path
 
 
@@ -85,7 +85,7 @@ def read_init_spec(choice: str) -> tuple[str, dict[str, Any]]:
 def load_init(model: VideoClassifier, spec: FinetuneSpec, reporter: Reporter) -> dict[str, Any]:
     """Initialise `model` from spec.init (or leave it fresh for "none"); report and return what was loaded."""
     if spec.init is None:
-        raise ConfigError("init: give --init CKPT to fine-tune a checkpoint, or --init none to train from scratch")
+        raise ConfigError("init: give `init=CKPT` to fine-tune a checkpoint, or `init=none` to train from scratch")
     if spec.init == "none":
         report = InitReport(None, new=sorted(model.state_dict()))
     else:

@@ -9,7 +9,7 @@ import torch
 from timm.optim import param_groups_layer_decay, param_groups_weight_decay
 from torch import nn
 
-from videomae_cli.specs import OptimSpec
+from videomae_cli.config.schema import OptimSpec
 
 
 @dataclass(frozen=True)

@@ -21,19 +21,18 @@ from safetensors.torch import save_file
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from videomae_cli.checkpoint import atomic_write, weights_file
+from videomae_cli.config.schema import DataSpec, EmbedSpec
 from videomae_cli.data.clips import window_length
 from videomae_cli.data.loader import BadClip, ClipNormalizer
 from videomae_cli.data.manifest import ManifestEntry
 from videomae_cli.data.sampling import sliding_window_starts, window_indices
 from videomae_cli.data.video import VideoError, open_video, resolve_backend
 from videomae_cli.data.views import ViewPlan
-from videomae_cli.engine.checkpoint import atomic_write, weights_file
-from videomae_cli.engine.distributed import pick_device
-from videomae_cli.engine.loop import autocast_for
-from videomae_cli.engine.predict import run_in_chunks
-from videomae_cli.engine.progress import Reporter, step_counter
 from videomae_cli.errors import ConfigError
-from videomae_cli.specs import DataSpec, EmbedSpec
+from videomae_cli.infer.predict import run_in_chunks
+from videomae_cli.progress import Reporter
+from videomae_cli.runtime import autocast_for, pick_device
 from videomae_cli.version import __version__
 
 METADATA_KEY = "videomae.embed"  # the only metadata key: safetensors writes several keys in random order
@@ -306,13 +305,13 @@ def prepare_parts(spec: EmbedSpec, job: dict[str, object]) -> Path:
     if spec.overwrite:
         shutil.rmtree(parts, ignore_errors=True)
     elif spec.out.exists():
-        raise ConfigError(f"out: {spec.out} exists (pass --overwrite to replace it)")
+        raise ConfigError(f"out: {spec.out} exists (pass `overwrite=true` to replace it)")
     plan = parts / PLAN_FILE
     if plan.exists():
         if json.loads(plan.read_text()) != job:
             raise ConfigError(
                 f"out: {parts} holds an unfinished run with other inputs or settings; "
-                "rerun it as it was, or pass --overwrite to start again"
+                "rerun it as it was, or pass `overwrite=true` to start again"
             )
         return parts
     parts.mkdir(parents=True, exist_ok=True)
@@ -329,12 +328,12 @@ class EmbedResult:
 def embed(spec: EmbedSpec, reporter: Reporter, after_shard: Callable[[int], None] | None = None) -> EmbedResult:
     """Extract features of every input video into spec.out, resuming an interrupted run of the same job.
     `after_shard(i)` is called once shard i is safely on disk."""
-    from videomae_cli.api import load_checkpoint
-    from videomae_cli.engine.inputs import collect_inputs
+    from videomae_cli.checkpoint import load_checkpoint
+    from videomae_cli.data.sources import collect_inputs
 
-    model = load_checkpoint(spec.checkpoint)
+    loaded = load_checkpoint(spec.checkpoint)
     inputs = collect_inputs(spec.inputs)
-    trained = model.spec
+    model, trained = loaded.model, loaded.spec
     try:
         backend = resolve_backend(trained.data.decoder)
     except VideoError as e:
@@ -342,7 +341,7 @@ def embed(spec: EmbedSpec, reporter: Reporter, after_shard: Callable[[int], None
     job = job_description(spec, inputs.entries, trained.data)
     parts = prepare_parts(spec, job)
     choose = ClipChooser(ViewPlan.for_data(trained.data), spec.window_frames, spec.window_stride)
-    device = pick_device(spec.device)
+    device = pick_device(spec.device, field="device")
     model = model.to(device)
 
     videos = list(enumerate(inputs.entries))
@@ -352,15 +351,17 @@ def embed(spec: EmbedSpec, reporter: Reporter, after_shard: Callable[[int], None
     finished = sum(len(s) for s, f in zip(shards, files, strict=True) if f.exists())
     what = "one clip" if spec.window_frames is None else f"windows of {spec.window_frames} frames"
     reporter.start(
-        len(videos), finished, f"embed with {spec.checkpoint} | {len(videos)} videos | {what} | {spec.pool} | {device}"
+        "embed",
+        len(videos),
+        finished,
+        f"embed with {spec.checkpoint} | {len(videos)} videos | {what} | {spec.pool} | {device}",
     )
     if done:
         reporter.notice(f"resuming {parts}: {done} of {len(shards)} shards already done")
-    advance = step_counter(reporter, finished)
     for i, (shard, file) in enumerate(zip(shards, files, strict=True)):
         if file.exists():
             continue
-        write_safetensors(file, embed_videos(model, shard, choose, spec, backend, device, advance), {})
+        write_safetensors(file, embed_videos(model, shard, choose, spec, backend, device, reporter.advance), {})
         if after_shard is not None:
             after_shard(i)
     result = (

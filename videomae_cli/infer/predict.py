@@ -15,15 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from videomae_cli.checkpoint import atomic_write
+from videomae_cli.config.schema import PredictSpec, default_views, parse_views
 from videomae_cli.data.loader import BadClip, ClipNormalizer
 from videomae_cli.data.views import VideoViews, ViewPlan, view_loader
-from videomae_cli.engine.checkpoint import atomic_write
-from videomae_cli.engine.distributed import pick_device
-from videomae_cli.engine.loop import autocast_for
-from videomae_cli.engine.metrics import average_view_probabilities
-from videomae_cli.engine.progress import Reporter, step_counter
 from videomae_cli.errors import ConfigError
-from videomae_cli.specs import PredictSpec, default_views, parse_views
+from videomae_cli.infer.metrics import average_view_probabilities
+from videomae_cli.progress import Reporter
+from videomae_cli.runtime import autocast_for, pick_device
 
 DEFAULT_CHUNK_VIEWS = 16
 
@@ -114,32 +113,41 @@ def predictions(result: ViewPredictions, views: VideoViews, classes: list[str], 
 def predict(spec: PredictSpec, reporter: Reporter) -> tuple[list[Prediction], list[BadClip]]:
     """Top-k classes of every input video under a classifier checkpoint (multi-view, as `evaluate`), and the inputs
     that could not be read. Writes spec.json_path (JSON lines: predictions, then errors) when given."""
-    from videomae_cli.api import load_checkpoint
+    from videomae_cli.checkpoint import load_checkpoint
     from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
-    from videomae_cli.engine.inputs import collect_inputs
+    from videomae_cli.data.sources import collect_inputs
 
-    model = load_checkpoint(spec.checkpoint)
-    if not hasattr(model, "classes"):
+    loaded = load_checkpoint(spec.checkpoint)
+    if loaded.kind != "classifier":
         raise ConfigError(
             f"checkpoint: {spec.checkpoint} is a pretrain checkpoint; predict needs a classifier "
             "(videomae embed extracts features from pretrain checkpoints)"
         )
     inputs = collect_inputs(spec.inputs)
-    device = pick_device(spec.device)
-    trained = model.spec
+    device = pick_device(spec.device, field="device")
+    model, trained = loaded.model, loaded.spec
     clips, crops = parse_views(spec.views or default_views(trained.data))
     views = VideoViews(
         VideoClips(inputs.entries, trained.data, trained.run.seed), ViewPlan.for_data(trained.data, clips, crops)
     )
     reporter.start(
-        len(views), 0, f"predict with {spec.checkpoint} | {len(views)} videos | {clips}x{crops} views | {device}"
+        "predict",
+        len(views),
+        0,
+        f"predict with {spec.checkpoint} | {len(views)} videos | {clips}x{crops} views | {device}",
     )
-    advance = step_counter(reporter)
     model = model.to(device)
     result = predict_views(
-        model, views, spec.batch_size, spec.num_workers, device, spec.precision, spec.chunk_views, on_batch=advance
+        model,
+        views,
+        spec.batch_size,
+        spec.num_workers,
+        device,
+        spec.precision,
+        spec.chunk_views,
+        on_batch=reporter.advance,
     )
-    found = predictions(result, views, model.classes, min(spec.top_k, len(model.classes)))
+    found = predictions(result, views, loaded.classes, min(spec.top_k, len(loaded.classes)))
     failures = inputs.missing + result.failures
     if spec.json_path is not None:
         lines = [json.dumps(p.as_json()) for p in found] + [

@@ -22,29 +22,22 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 from torch import nn
 
+from videomae_cli.checkpoint import model_metadata, save_weights
+from videomae_cli.config.resolve import collect_settings, resolve_spec
+from videomae_cli.config.schema import DEFAULT_FINETUNE_EPOCHS, AugmentSpec, DataSpec, FinetuneSpec, grid_of
 from videomae_cli.data.loader import ClipBatch, ClipSource, SampledClips, SyntheticSource, synthetic_validation
 from videomae_cli.data.manifest import class_names, read_manifest, resolve_manifest, validation_manifest
 from videomae_cli.data.synthetic import MOTION_CLASSES, SyntheticVideos
 from videomae_cli.data.transforms import FinetuneTrainTransform
 from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource
-from videomae_cli.engine.checkpoint import model_metadata, save_weights
-from videomae_cli.engine.init import load_init, read_init_spec
-from videomae_cli.engine.loop import Run, find_resume_checkpoint, make_run, seed_rank_streams, start_processes
-from videomae_cli.engine.metrics import topk_accuracy
-from videomae_cli.engine.predict import predict_views
-from videomae_cli.engine.progress import Reporter
 from videomae_cli.errors import DataError
+from videomae_cli.infer.metrics import topk_accuracy
+from videomae_cli.infer.predict import predict_views
 from videomae_cli.models.classifier import VideoClassifier
+from videomae_cli.progress import Reporter
 from videomae_cli.seeding import Stream, sample_rng
-from videomae_cli.specs import (
-    DEFAULT_FINETUNE_EPOCHS,
-    AugmentSpec,
-    DataSpec,
-    FinetuneSpec,
-    collect_settings,
-    grid_of,
-    resolve_spec,
-)
+from videomae_cli.train.init import load_init, read_init_spec
+from videomae_cli.train.loop import Run, find_resume_checkpoint, make_run, seed_rank_streams, start_processes
 
 BEST_FILE = "best.safetensors"
 EMA_FILE = "ema.safetensors"

@@ -1,0 +1,188 @@
+"""What every command shares: the Typer app, the option sets, and turning errors into one line and an exit code."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from videomae_cli.errors import VideoMAEError
+
+app = typer.Typer(
+    name="videomae",
+    help="VideoMAE-style masked-autoencoder video pretraining (VideoMAE V1/V2, MAE-ST).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@app.callback()
+def _group() -> None:
+    """VideoMAE-style masked-autoencoder video pretraining (VideoMAE V1/V2, MAE-ST)."""
+
+
+@contextlib.contextmanager
+def user_errors(flags: Mapping[str, tuple[str, Any]] | None = None) -> Iterator[None]:
+    """Turn errors into one line on stderr and the documented exit code (VIDEOMAE_DEBUG=1 re-raises). `flags`
+    ({spec field: (flag, value)}) lets the line speak the command's own flags (in_flag_terms)."""
+    try:
+        yield
+    except VideoMAEError as e:
+        stderr.print(f"{e.label}{_rank_tag()}: {in_flag_terms(str(e), flags or {})}", markup=False)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt:
+        stderr.print("interrupted", markup=False)
+        raise typer.Exit(130) from None
+    except Exception as e:
+        if os.environ.get("VIDEOMAE_DEBUG") or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            raise  # under torchrun, main()'s @record hands this rank's traceback to the launcher's failure report
+        stderr.print(f"internal error: {type(e).__name__}: {e} (set VIDEOMAE_DEBUG=1 for the traceback)", markup=False)
+        raise typer.Exit(1) from None
+
+
+_FIELD_REFERENCE = re.compile(r"`([a-z_][a-z0-9_.]*)(?:=([^`]*))?`")
+_LEADING_FIELD = re.compile(r"^([a-z_][a-z0-9_.]*): ")
+
+
+def in_flag_terms(message: str, flags: Mapping[str, tuple[str, Any]]) -> str:
+    """A spec error said in the command's own terms. The layers below name spec fields only; a reference written
+    `field` or `field=value` becomes the command's flag (`--flag value`; a bare `--flag` for `=true`), or
+    `--set field=value` where the command has no such flag; an error that starts with a field the user set by a flag
+    ends with "(set by --flag)"."""
+
+    def as_flag(match: re.Match[str]) -> str:
+        field, value = match.groups()
+        flag = flags.get(field, (None, None))[0]
+        if flag is None:
+            return field if value is None else f"--set {field}={value}"
+        return flag if value in (None, "true") else f"{flag} {value}"
+
+    text = _FIELD_REFERENCE.sub(as_flag, message)
+    leading = _LEADING_FIELD.match(text)
+    if leading and "(set by " not in text:
+        flag, value = flags.get(leading.group(1), (None, None))
+        if flag is not None and value is not None:
+            text += f" (set by {flag})"
+    return text
+
+
+def _rank_tag() -> str:
+    """ " (rank N)" in a multi-process run, where every rank may print."""
+    world = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1")))
+    rank = os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))
+    return f" (rank {rank})" if world > 1 else ""
+
+
+ConfigOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--config", metavar="FILE", help="YAML/JSON spec file (repeatable; later files win). A run's spec.yaml works."
+    ),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", metavar="KEY=VALUE", help="Override any spec field: --set model.depth=6 (repeatable; beats --config)."
+    ),
+]
+
+
+DataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--data",
+        metavar="PATH",
+        help="A manifest (PATH LABEL lines, or V2's PATH START TOTAL) or a prepare-data directory. "
+        "[default: synthetic]",
+    ),
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model", metavar="NAME", help="Model size: test, tiny, small, base, large, huge, giant. [default: tiny]"
+    ),
+]
+StepsOpt = Annotated[int | None, typer.Option("--steps", metavar="N", help="Optimizer steps to train.")]
+EpochsOpt = Annotated[
+    float | None, typer.Option("--epochs", metavar="N", help="Train for this many epochs instead of --steps.")
+]
+BatchSizeOpt = Annotated[
+    int | None, typer.Option("--batch-size", metavar="N", help="Clips per step per device. [default: 8]")
+]
+PrecisionOpt = Annotated[
+    str | None, typer.Option("--precision", metavar="P", help="fp32, bf16 or fp16 (autocast). [default: fp32]")
+]
+TrainPrecisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--precision",
+        metavar="P",
+        help="auto (bf16 autocast where the CPU/GPU has native bf16, else fp32), fp32, bf16 or fp16 (with a grad "
+        "scaler). [default: auto]",
+    ),
+]
+DeviceOpt = Annotated[str | None, typer.Option("--device", metavar="D", help="auto, cpu or cuda. [default: auto]")]
+WorkersOpt = Annotated[
+    int | None, typer.Option("--num-workers", metavar="N", help="Data loader processes. [default: 1]")
+]
+PrefetchOpt = Annotated[
+    int | None,
+    typer.Option("--prefetch", metavar="N", help="Batches each loader worker prepares ahead. [default: 4]"),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option("--seed", metavar="N", help="Seed for init, data order, augmentation and masks. [default: 0]"),
+]
+ResumeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--resume",
+        metavar="auto|none|PATH",
+        help="auto (continue --out if it has checkpoints), none, or a checkpoint/run path.",
+    ),
+]
+PrintConfigOpt = Annotated[bool, typer.Option("--print-config", help="Print the resolved spec as YAML and exit.")]
+ProgressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--progress", metavar="MODE", help="auto (a bar on a terminal, plain lines otherwise), rich, plain or off."
+    ),
+]
+
+
+def common_run_flags(
+    steps: int | None,
+    epochs: float | None,
+    batch_size: int | None,
+    lr: float | None,
+    precision: str | None,
+    device: str | None,
+    num_workers: int | None,
+    seed: int | None,
+    out: Path | None,
+    resume: str | None,
+    progress: str | None,
+) -> dict[str, tuple[str, Any]]:
+    """The flags pretrain and finetune share, as {spec path: (flag, value)}."""
+    return {
+        "run.steps": ("--steps", steps),
+        "run.epochs": ("--epochs", epochs),
+        "optim.batch_size": ("--batch-size", batch_size),
+        "optim.lr": ("--lr", lr),
+        "run.precision": ("--precision", precision),
+        "run.device": ("--device", device),
+        "data.num_workers": ("--num-workers", num_workers),
+        "run.seed": ("--seed", seed),
+        "run.out": ("--out", out),
+        "run.resume": ("--resume", resume),
+        "run.progress": ("--progress", progress),
+    }

@@ -1,0 +1,144 @@
+"""`videomae prepare-data`: flags → a prepare spec → manifests, and a summary of what was found."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from videomae_cli.cli.common import (
+    app,
+    stderr,
+    user_errors,
+)
+
+
+@app.command("prepare-data")
+def prepare_data(
+    src: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="SRC",
+            help="Class-per-folder tree, flat folder of videos, VideoMAE annotation file, Kinetics csv, or "
+            "Something-Something V2 folder.",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", metavar="DIR", help="Output folder for train.csv, val.csv, classes.json, report.json."),
+    ] = None,
+    format_: Annotated[
+        str | None,
+        typer.Option("--format", metavar="FMT", help="auto, folders, annotations, kinetics or ssv2. [default: auto]"),
+    ] = None,
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root",
+            metavar="VIDEO_DIR",
+            help="Where the videos of an annotation/Kinetics/SSv2 source are. [default: next to SRC]",
+        ),
+    ] = None,
+    val_fraction: Annotated[
+        float | None,
+        typer.Option(
+            "--val-fraction",
+            metavar="F",
+            help="Validation share when the source has no split (stratified, seeded). [default: 0.1]",
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", metavar="N", help="Seed for the split and synthetic videos. [default: 0]")
+    ] = None,
+    min_frames: Annotated[
+        int | None,
+        typer.Option(
+            "--min-frames", metavar="N", help="Leave out videos with fewer frames (the clip length). [default: 16]"
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", metavar="N", help="Parallel probe/transcode processes. [default: min(8, CPUs)]"),
+    ] = None,
+    resize_short: Annotated[
+        int | None,
+        typer.Option(
+            "--resize-short",
+            metavar="PX",
+            help="Transcode to DIR/videos/ as H.264 with this short side (resumable); manifests list the copies.",
+        ),
+    ] = None,
+    decoder: Annotated[
+        str | None,
+        typer.Option(
+            "--decoder",
+            metavar="NAME",
+            help="Training decoder every video must also decode with: auto (decord where installed, else pyav), "
+            "decord or pyav. [default: auto]",
+        ),
+    ] = None,
+    progress: Annotated[
+        str | None,
+        typer.Option(
+            "--progress", metavar="MODE", help="auto (a bar on a terminal, plain lines otherwise), rich, plain or off."
+        ),
+    ] = None,
+    synthetic: Annotated[
+        int | None,
+        typer.Option("--synthetic", metavar="N", help="Write N built-in synthetic videos (H.264 mp4) instead of SRC."),
+    ] = None,
+    num_frames: Annotated[
+        int | None, typer.Option("--num-frames", metavar="N", help="Frames per synthetic video. [default: 16]")
+    ] = None,
+    size: Annotated[
+        int | None, typer.Option("--size", metavar="PX", help="Synthetic frame size (square). [default: 112]")
+    ] = None,
+    scene: Annotated[
+        str | None,
+        typer.Option(
+            "--scene",
+            metavar="NAME",
+            help="Synthetic scene: busy (textured background, distractors), plain (one shape on a colour gradient) "
+            "or field (a texture moving as a whole). [default: busy]",
+        ),
+    ] = None,
+) -> None:
+    """Check every video of a dataset and write VideoMAE manifests (train.csv, val.csv; absolute paths), classes.json
+    and report.json. Bad videos are listed in report.json and left out; nothing usable exits 3."""
+    from videomae_cli.data import prepare
+    from videomae_cli.ui.progress import make_reporter
+
+    with user_errors():
+        spec = prepare.build_prepare_spec(
+            src=src,
+            out=out,
+            format=format_,
+            root=root,
+            val_fraction=val_fraction,
+            seed=seed,
+            min_frames=min_frames,
+            workers=workers,
+            resize_short=resize_short,
+            decoder=decoder,
+            progress=progress,
+            synthetic=synthetic,
+            num_frames=num_frames,
+            size=size,
+            scene=scene,
+        )
+        reporter = make_reporter(spec.progress)
+        try:
+            result = prepare.prepare_data(spec, reporter)
+        finally:
+            reporter.close()
+        Console(highlight=False).print(prepare.render_summary(result))
+        if result.problems:
+            listed = result.report["counts"]["listed"]
+            report = result.out / prepare.REPORT_FILE
+            stderr.print(
+                f"warning: left out {len(result.problems)} of {listed} videos with problems (see {report})",
+                markup=False,
+            )

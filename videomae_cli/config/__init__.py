@@ -1,0 +1,1 @@
+"""Run specs and their resolution: the bottom layer, importable without torch."""

@@ -1,1 +1,0 @@
-"""Training and inference engines: loops, checkpoints, distributed setup, metrics and progress."""

@@ -1,0 +1,1 @@
+"""Inference: evaluation, prediction, embeddings and frozen-feature probes on trained models."""

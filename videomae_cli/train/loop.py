@@ -226,7 +226,8 @@ def find_resume_checkpoint(spec: TrainSpec, out: Path) -> Path | None:
     if choice == "none":
         if list_checkpoints(out):
             raise ConfigError(
-                f"run.resume: {out} already holds checkpoints; pass `run.resume=auto` to continue it, or another `run.out`"
+                f"run.resume: {out} already holds checkpoints; "
+                "pass `run.resume=auto` to continue it, or another `run.out`"
             )
         return None
     if choice == "auto":

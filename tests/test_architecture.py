@@ -1,4 +1,4 @@
-"""The package's shape: regular packages only, and no import cycles between its modules.
+"""The package's shape: regular packages only, no import cycles, small modules, and the layers of pyproject.toml.
 
 Imports are read from the source (`ast`), those inside functions included: a lazy import still ties two modules
 together. Only imports under `if TYPE_CHECKING:` are left out, since they never run.
@@ -7,6 +7,8 @@ together. Only imports under `if TYPE_CHECKING:` are left out, since they never 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import videomae_cli
@@ -99,3 +101,30 @@ def test_the_cycle_finder_sees_a_lazy_import_cycle() -> None:
 def test_every_folder_of_the_package_is_a_regular_package() -> None:
     folders = {file.parent for file in PACKAGE.rglob("*.py")}
     assert [f for f in folders if not (f / "__init__.py").is_file()] == []
+
+
+MAX_LINES = 500
+
+
+def test_no_module_is_over_500_lines() -> None:
+    sizes = {name: len(file.read_text().splitlines()) for name, file in module_files().items()}
+    assert {name: n for name, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_specs_and_their_resolution_load_without_torch() -> None:
+    # Every command checks its flags before the seconds-long torch import; the import contracts say the same statically.
+    heavy = "('torch', 'rich', 'numpy')"
+    code = f"import sys, videomae_cli.config.resolve; print([m for m in sys.modules if m.split('.')[0] in {heavy}])"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_import_contracts_hold() -> None:
+    # pyproject.toml's [tool.importlinter] contracts: the layers, config free of heavy imports, display only on top.
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports(no_cache=True))",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=PACKAGE.parent)
+    assert done.returncode == 0, done.stdout[-3000:]

@@ -52,6 +52,7 @@ def run_probed(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
         ["evaluate", "ckpt.safetensors", "--views", "abc"],
         ["predict", "ckpt.safetensors", "clip.mp4", "--top-k", "0"],
         ["embed", "ckpt.safetensors", "clip.mp4", "--out", "features.safetensors", "--pool", "max"],
+        ["visualize-mask", "--video", "clip.mp4", "--out", "x.png", "--seed", "-1"],
     ],
     ids=lambda argv: " ".join(argv[:3]),
 )

@@ -10,6 +10,7 @@ from conftest import run_cli
 
 from videomae_cli import doctor
 from videomae_cli.data.video import available_backends
+from videomae_cli.ui.tables import doctor_table
 
 
 def test_doctor_command_passes_and_writes_nothing(tmp_path: Path) -> None:
@@ -85,6 +86,18 @@ def test_selftest_clip_lives_in_a_removed_temporary_directory(tmp_path: Path, mo
 
 def test_render_has_one_row_per_check() -> None:
     checks = [doctor.Check("a", doctor.OK, "fine"), doctor.Check("b", doctor.FAIL, "[x] broken", "pip install b")]
-    table = doctor.render(checks)
+    table = doctor_table(checks)
     assert table.row_count == 2
     assert [c.header for c in table.columns] == ["check", "status", "detail", "fix"]
+
+
+def test_advice_names_settings_and_the_command_says_flags() -> None:
+    # doctor.py names settings (`precision=bf16`); the command shows them as flags, as every command's errors do.
+    from videomae_cli.cli.tools import _in_flag_terms
+
+    check = doctor.Check("bf16", doctor.WARN, "not supported on this GPU", "use `precision=fp16` or fp32")
+    assert _in_flag_terms(check).fix == "use --precision fp16 or fp32"
+    assert "`format=hf`" in doctor.OPTIONAL[0][1]
+    assert _in_flag_terms(doctor.Check("transformers", doctor.WARN, doctor.OPTIONAL[0][1])).detail == (
+        "HF parity tests and --format hf round trips"
+    )

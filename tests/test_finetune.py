@@ -317,7 +317,7 @@ def test_settings_that_depend_on_the_init_checkpoints_model_are_accepted(tmp_pat
 def test_fine_tuning_without_init_asks_for_it() -> None:
     spec = finetune_spec()
     assert spec.init is None
-    with pytest.raises(ConfigError, match="--init"):
+    with pytest.raises(ConfigError, match="init=CKPT"):
         load_init(classifier_for(spec), spec, SilentReporter())
 
 

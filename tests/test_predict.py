@@ -26,13 +26,12 @@ NO_WORKERS = ("--num-workers", "0", "--progress", "off")
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, VideoClassifier]:
     spec = FinetuneSpec(model={"name": "test"}, data={"num_frames": 4, "input_size": 32, "sampling_rate": 2})
-    model = VideoClassifier(spec.model, grid_of(spec), len(CLASSES)).eval()
+    model = VideoClassifier(spec.model, grid_of(spec), len(CLASSES), run_spec=spec, classes=CLASSES).eval()
     randomize(model, seed=7)
     path = tmp_path_factory.mktemp("ckpt") / "classifier.safetensors"
     save_weights(
         path, model.state_dict(), model_metadata("classifier", spec.model_dump_json(), classes=json.dumps(CLASSES))
     )
-    model.spec = spec
     return path, model
 
 

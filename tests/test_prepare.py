@@ -16,7 +16,12 @@ import pytest
 from conftest import run_cli
 from videogen import write_audio_only, write_text_as_video, write_truncated, write_video, write_zero_bytes
 
-from videomae_cli.data import prepare, probe, video
+from videomae_cli.config.prepare import PrepareSpec
+from videomae_cli.config.resolve import resolve_spec
+from videomae_cli.data import probe, video
+from videomae_cli.data.prepare import jobs, pipeline, splits
+from videomae_cli.data.prepare.outputs import PROBE_CACHE
+from videomae_cli.data.prepare.source import Problem
 from videomae_cli.data.probe import probe_video
 from videomae_cli.data.synthetic import MOTION_CLASSES, render_clip, synthetic_label
 from videomae_cli.errors import ConfigError
@@ -48,6 +53,11 @@ def all_rows(out: Path) -> dict[str, int]:
 
 def load(out: Path, name: str) -> dict:
     return json.loads((out / name).read_text())
+
+
+def make_spec(**values) -> PrepareSpec:
+    """A PrepareSpec from the given fields (None = not given), resolved as the CLI resolves its flags."""
+    return resolve_spec(PrepareSpec, base=({k: v for k, v in values.items() if v is not None}, "the test"))
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +127,7 @@ def test_too_short_videos_are_left_out(tmp_path: Path) -> None:
     result = run_cli("prepare-data", str(tmp_path / "src"), "--out", str(tmp_path / "out"), "--min-frames", "16")
     assert result.returncode == 0
     (problem,) = load(tmp_path / "out", "report.json")["problems"]
-    assert problem == {"path": str(short), "reason": "too short: 10 frames < --min-frames 16"}
+    assert problem == {"path": str(short), "reason": "too short: 10 frames < min_frames 16"}
 
 
 def test_probe_catches_truncation_that_still_opens(tmp_path: Path) -> None:
@@ -135,26 +145,47 @@ def test_probe_catches_truncation_that_still_opens(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        ({"val_fraction": 1.0}, "--val-fraction: must be in [0, 1)"),
-        ({"val_fraction": -0.1}, "--val-fraction: must be in [0, 1)"),
-        ({"workers": 0}, "--workers: must be >= 1"),
-        ({"resize_short": 33}, "--resize-short: must be a positive even number"),
-        ({"format": "youtube"}, "--format: input should be"),
-        ({"src": None}, "SRC: missing"),
-        ({"synthetic": 4}, "SRC: give a source or --synthetic N, not both"),
-        ({"out": None}, "--out: required"),
+        ({"val_fraction": 1.0}, "val_fraction: must be in [0, 1)"),
+        ({"val_fraction": -0.1}, "val_fraction: must be in [0, 1)"),
+        ({"workers": 0}, "workers: must be >= 1"),
+        ({"resize_short": 33}, "resize_short: must be a positive even number"),
+        ({"format": "youtube"}, "format: Input should be"),
+        ({"src": None}, "src: missing (give `src`, a folder or file to prepare, or `synthetic=N`)"),
+        ({"synthetic": 4}, "src: give a source or `synthetic=N`, not both"),
+        ({"out": None}, "out: missing (give `out`, the folder to write the manifests to)"),
     ],
 )
-def test_spec_errors_name_the_flag(flags: dict, message: str) -> None:
+def test_spec_errors_name_the_field(flags: dict, message: str) -> None:
     values = {"src": Path("videos"), "out": Path("prepared"), **flags}
     with pytest.raises(ConfigError, match="^" + re.escape(message)):
-        prepare.build_prepare_spec(**values)
+        make_spec(**values)
 
 
 def test_bad_flag_exits_2_naming_it(tmp_path: Path) -> None:
     result = run_cli("prepare-data", str(tmp_path), "--out", str(tmp_path / "o"), "--val-fraction", "1.5")
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: --val-fraction: must be in [0, 1)"
+    assert result.stderr.strip() == "error: val_fraction: must be in [0, 1) (set by --val-fraction)"
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["--out", "o"], "src: missing (give SRC, a folder or file to prepare, or --synthetic N)"),
+        (["."], "out: missing (give --out, the folder to write the manifests to)"),
+        ([".", "--synthetic", "4", "--out", "o"], "src: give a source or --synthetic N, not both (set by SRC)"),
+        (["--synthetic", "4", "--root", ".", "--out", "o"], "root: not used with --synthetic (set by --root)"),
+        (
+            [".", "--root", ".", "--out", "o"],
+            "root: only used with annotation, Kinetics or SSv2 sources (SRC is a video folder) (set by --root)",
+        ),
+        ([".", "--out", "."], "out: . would overwrite the source; choose another folder (set by --out)"),
+    ],
+    ids=["no-src", "no-out", "src-and-synthetic", "root-with-synthetic", "root-with-folder", "out-is-src"],
+)
+def test_misuse_is_one_line_in_flag_terms(args: list[str], line: str, tmp_path: Path) -> None:
+    result = run_cli("prepare-data", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip() == f"error: {line}"
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -250,16 +281,16 @@ def test_split_is_stratified_and_deterministic() -> None:
     sizes = {0: 50, 1: 30, 2: 15, 3: 4, 4: 1}
     labels = [label for label, size in sizes.items() for _ in range(size)]
     keys = [f"video{i:03d}" for i in range(len(labels))]
-    val = prepare.stratified_val_indices(labels, keys, 0.2, seed=3)
+    val = splits.stratified_val_indices(labels, keys, 0.2, seed=3)
     assert len(val) == 20
     per_class = {label: sum(1 for i in val if labels[i] == label) for label in sizes}
     # Proportional (class 3's 0.8 is the largest remainder), and the singleton class stays in train.
     assert per_class == {0: 10, 1: 6, 2: 3, 3: 1, 4: 0}
     # Same seed, same items (in any order) → the same videos; another seed → another draw.
     order = list(reversed(range(len(labels))))
-    again = prepare.stratified_val_indices([labels[i] for i in order], [keys[i] for i in order], 0.2, seed=3)
+    again = splits.stratified_val_indices([labels[i] for i in order], [keys[i] for i in order], 0.2, seed=3)
     assert {keys[order[i]] for i in again} == {keys[i] for i in val}
-    assert prepare.stratified_val_indices(labels, keys, 0.2, seed=4) != val
+    assert splits.stratified_val_indices(labels, keys, 0.2, seed=4) != val
 
 
 def test_same_seed_gives_the_same_manifests(class_tree, tmp_path: Path) -> None:
@@ -280,11 +311,11 @@ def test_second_run_probes_nothing(class_tree, tmp_path: Path, monkeypatch: pyte
         calls.append(path)
         return probe_video(path, decoder)
 
-    monkeypatch.setattr(prepare, "probe_video", counting_probe)
-    spec = prepare.build_prepare_spec(src=root, out=tmp_path, workers=1, progress="off")
-    first = prepare.prepare_data(spec, SilentReporter())
+    monkeypatch.setattr(jobs, "probe_video", counting_probe)
+    spec = make_spec(src=root, out=tmp_path, workers=1, progress="off")
+    first = pipeline.prepare_data(spec, SilentReporter())
     assert len(calls) == 13
-    second = prepare.prepare_data(spec, SilentReporter())
+    second = pipeline.prepare_data(spec, SilentReporter())
     assert len(calls) == 13  # nothing probed again
     assert second.splits == first.splits and second.problems == first.problems
     assert second.report["probe"] == {"probed": 0, "cached": 13, "missing": 0}
@@ -371,11 +402,11 @@ def test_video_the_decoder_cannot_read_is_left_out(tmp_path: Path, monkeypatch: 
         return real_open(path, backend)
 
     monkeypatch.setattr(probe, "open_video", picky_open)
-    spec = prepare.build_prepare_spec(src=tmp_path / "src", out=tmp_path / "out", workers=1, decoder="pyav")
-    result = prepare.prepare_data(spec, SilentReporter())
+    spec = make_spec(src=tmp_path / "src", out=tmp_path / "out", workers=1, decoder="pyav")
+    result = pipeline.prepare_data(spec, SilentReporter())
     assert result.splits["train"] + result.splits["val"] == [(good, 0)]
     reason = "pyav cannot decode it: decord cannot read it: unsupported profile"
-    assert result.problems == [prepare.Problem(str(odd), reason)]
+    assert result.problems == [Problem(str(odd), reason)]
     assert result.report["problems"] == [{"path": str(odd), "reason": reason}]
 
 
@@ -388,15 +419,15 @@ def test_probe_cache_is_per_decoder(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         calls.append((path, decoder))
         return replace(probe_video(path), decoder=decoder)
 
-    monkeypatch.setattr(prepare, "probe_video", fake_probe)
-    cache = tmp_path / prepare.PROBE_CACHE
+    monkeypatch.setattr(jobs, "probe_video", fake_probe)
+    cache = tmp_path / PROBE_CACHE
     reporter = SilentReporter()
-    _, counts = prepare.probe_all(paths, cache, 1, reporter, "pyav")
+    _, counts = jobs.probe_all(paths, cache, 1, reporter, "pyav")
     assert counts["probed"] == 3 and len(calls) == 3
-    results, counts = prepare.probe_all(paths, cache, 1, reporter, "decord")
+    results, counts = jobs.probe_all(paths, cache, 1, reporter, "decord")
     assert counts == {"probed": 3, "cached": 0, "missing": 0}  # the pyav verdicts were not reused
     assert {r.decoder for r in results.values()} == {"decord"} and calls[3:] == [(str(p), "decord") for p in paths]
-    _, counts = prepare.probe_all(paths, cache, 1, reporter, "decord")
+    _, counts = jobs.probe_all(paths, cache, 1, reporter, "decord")
     assert counts == {"probed": 0, "cached": 3, "missing": 0}
 
 
@@ -415,16 +446,17 @@ def test_unknown_decoder_exits_2_naming_it(tmp_path: Path) -> None:
     result = run_cli("prepare-data", str(tmp_path), "--out", str(tmp_path / "o"), "--decoder", "nosuch")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: --decoder: "), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: decoder: "), result.stderr
+    assert lines[0].endswith(" (set by --decoder)")
     assert not (tmp_path / "o").exists()
 
 
 def test_unavailable_decoder_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(video, "_decord", lambda: None)  # as on a machine without decord
-    assert prepare.resolve_decoder("auto") == "pyav"
-    spec = prepare.build_prepare_spec(src=tmp_path, out=tmp_path / "o", decoder="decord")
-    with pytest.raises(ConfigError, match=r"^--decoder: .*decord.* not available"):
-        prepare.prepare_data(spec, SilentReporter())
+    assert pipeline.resolve_decoder("auto") == "pyav"
+    spec = make_spec(src=tmp_path, out=tmp_path / "o", decoder="decord")
+    with pytest.raises(ConfigError, match=r"^decoder: .*decord.* not available"):
+        pipeline.prepare_data(spec, SilentReporter())
     assert not (tmp_path / "o").exists()  # refused before anything was written
 
 
@@ -432,8 +464,8 @@ def test_synthetic_scene_is_rendered_and_a_changed_scene_renders_again(tmp_path:
     path = tmp_path / "videos" / MOTION_CLASSES[synthetic_label(0, 0)] / "000000.mp4"
 
     def first_frame_after_preparing(scene: str) -> np.ndarray:
-        spec = prepare.build_prepare_spec(synthetic=1, out=tmp_path, size=32, num_frames=4, scene=scene, workers=1)
-        prepare.prepare_data(spec, make_reporter("off"))
+        spec = make_spec(synthetic=1, out=tmp_path, size=32, num_frames=4, scene=scene, workers=1)
+        pipeline.prepare_data(spec, make_reporter("off"))
         with av.open(str(path)) as container:
             return next(container.decode(video=0)).to_ndarray(format="rgb24").astype(np.int16)
 
@@ -444,6 +476,7 @@ def test_synthetic_scene_is_rendered_and_a_changed_scene_renders_again(tmp_path:
     assert load(tmp_path / "videos", ".synthetic.json")["scene"] == "plain"
 
 
-def test_unknown_synthetic_scene_names_the_flag() -> None:
-    with pytest.raises(ConfigError, match=r"^--scene: input should be 'busy', 'plain' or 'field', got 'sunny'$"):
-        prepare.build_prepare_spec(synthetic=1, out=Path("prepared"), scene="sunny")
+def test_unknown_synthetic_scene_names_the_field() -> None:
+    message = r"^scene: Input should be 'busy', 'plain' or 'field', got 'sunny' \(set by the test\)$"
+    with pytest.raises(ConfigError, match=message):
+        make_spec(synthetic=1, out=Path("prepared"), scene="sunny")

@@ -18,11 +18,11 @@ from PIL import Image
 from typer.testing import CliRunner
 from videogen import write_video  # av before decord (see videogen)
 
-from videomae_cli import viz
 from videomae_cli.checkpoint import model_metadata, save_weights
 from videomae_cli.cli import app
 from videomae_cli.config.resolve import resolve_spec
 from videomae_cli.config.schema import FinetuneSpec, MaskSpec, ModelSpec, PretrainSpec, grid_of
+from videomae_cli.config.visualize import VisualizeSpec
 from videomae_cli.errors import ConfigError
 from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.models.pretrain import (
@@ -34,6 +34,7 @@ from videomae_cli.models.pretrain import (
     reconstruction_target,
 )
 from videomae_cli.models.vit import TokenGrid, patchify
+from videomae_cli.viz import compute, render
 
 TOY_GRID = TokenGrid(frames=4, height=64, width=64, patch=16, tubelet=2)  # TOY_SETS' clips: 2 × 4 × 4 tokens
 VIDEO_FRAMES = 40
@@ -61,15 +62,30 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return run
 
 
-def toy_setup(**flags: object) -> viz.MaskViewSetup:
+MASK_FIELDS = {"mask_type": "mask.type", "mask_ratio": "mask.ratio", "decoder_mask_ratio": "mask.decoder_ratio"}
+
+
+def visualize_spec(checkpoint: Path | None = None, **settings: object) -> VisualizeSpec:
+    """The spec of `visualize-mask [CKPT] --video clip.mp4 --out x.png` with `settings` (mask_ratio=… sets
+    mask.ratio), resolved as the command resolves it: a bad setting is a ConfigError naming its field."""
+    given = {"checkpoint": checkpoint, "video": Path("clip.mp4"), "out": Path("x.png"), **settings}
+    return resolve_spec(VisualizeSpec, flags={MASK_FIELDS.get(k, k): (k, v) for k, v in given.items()})
+
+
+def mask_setup(checkpoint: Path | None = None, **settings: object) -> compute.MaskViewSetup:
+    """compute.setup of that spec."""
+    return compute.setup(visualize_spec(checkpoint, **settings))
+
+
+def toy_setup(**settings: object) -> compute.MaskViewSetup:
     """The mask alone on TOY_GRID-shaped clips."""
-    return viz.setup(None, num_frames=4, input_size=64, **flags)
+    return mask_setup(None, num_frames=4, input_size=64, **settings)
 
 
 def grey_cells(rows: np.ndarray, grid: TokenGrid) -> np.ndarray:
     """bool [T, h, w]: the cells of every frame that are entirely MID_GREY."""
     cells = rows.reshape(grid.frames, grid.h, grid.patch, grid.w, grid.patch, 3)
-    return (cells == viz.MID_GREY).all(axis=(2, 4, 5))
+    return (cells == compute.MID_GREY).all(axis=(2, 4, 5))
 
 
 def token_cells(tokens: np.ndarray, grid: TokenGrid) -> np.ndarray:
@@ -115,15 +131,15 @@ def test_png_grid_of_an_odd_sized_video(trained: Path, videos: dict[str, Path], 
     assert done.stdout.strip().splitlines() == [done.stdout.strip()] and str(out) in done.stdout
     assert "5 rows × 2 frames" in done.stdout and "loss" in done.stdout
 
-    setup = viz.setup(trained, error_map=True)
-    clip, frames = viz.read_clip(videos["odd"], setup.plan)
+    setup = mask_setup(trained, error_map=True)
+    clip, frames = compute.read_clip(videos["odd"], setup.plan)
     assert tuple(clip.shape) == (4, 64, 64, 3)  # short side 53 → 64, centre crop
-    vis = viz.visualize(clip, setup, frames)
+    vis = compute.visualize(clip, setup, frames)
     labels = [label for label, _ in vis.rows()]
     assert labels[:4] == ["original", "masked input", "reconstruction", "reconstruction + visible"]
     assert labels[4].startswith("error")
     assert all(rows.shape == (4, 64, 64, 3) for _, rows in vis.rows())
-    figure = viz.grid_figure(vis)  # the default columns: the first frame of each tubelet
+    figure = render.grid_figure(vis)  # the default columns: the first frame of each tubelet
     assert len(figure.axes) == 5 * 2
     assert [ax.get_title().split("\n")[0] for ax in figure.axes[:2]] == ["frame 0", "frame 2"]
     assert "tube mask 0.9" in figure.get_suptitle() and "loss" in figure.get_suptitle()
@@ -138,12 +154,12 @@ def test_png_of_a_320x240_video_without_a_checkpoint(videos: dict[str, Path], tm
     done = invoke(*args, "--frames", "all")
     assert done.returncode == 0, done.stderr
     assert "2 rows × 8 frames" in done.stdout
-    setup = viz.setup(None, num_frames=8, input_size=96)
-    clip, frames = viz.read_clip(videos["vga"], setup.plan)
+    setup = mask_setup(None, num_frames=8, input_size=96)
+    clip, frames = compute.read_clip(videos["vga"], setup.plan)
     assert tuple(clip.shape) == (8, 96, 96, 3)
     assert frames.tolist() == list(range(4, 36, 4))  # the centred clip at sampling rate 4
-    vis = viz.visualize(clip, setup, frames)
-    figure = viz.grid_figure(vis, viz.parse_frames("all", setup.grid))
+    vis = compute.visualize(clip, setup, frames)
+    figure = render.grid_figure(vis, compute.parse_frames("all", setup.grid))
     assert len(figure.axes) == 2 * 8
     with Image.open(out) as png:
         assert png.size == tuple(round(100 * side) for side in figure.get_size_inches())
@@ -199,7 +215,13 @@ def test_bad_suffix_exits_2(videos: dict[str, Path], tmp_path: Path) -> None:
 def test_frames_out_of_range_exits_2_naming_frames(videos: dict[str, Path], tmp_path: Path) -> None:
     args = ("--video", str(videos["odd"]), "--out", str(tmp_path / "x.png"), "--num-frames", "4", "--input-size", "64")
     line = one_line_error(invoke(*args, "--frames", "0,4"), 2)
-    assert line.startswith("error: --frames:") and "4" in line
+    assert line.startswith("error: frames:") and "4" in line and line.endswith("(set by --frames)")
+
+
+def test_negative_seed_exits_2_naming_the_flag(videos: dict[str, Path], tmp_path: Path) -> None:
+    line = one_line_error(invoke("--video", str(videos["odd"]), "--out", str(tmp_path / "x.png"), "--seed", "-1"), 2)
+    assert line.startswith("error: seed: ") and line.endswith("(set by --seed)")
+    assert not (tmp_path / "x.png").exists()
 
 
 def test_classifier_checkpoint_exits_2(videos: dict[str, Path], tmp_path: Path) -> None:
@@ -214,15 +236,19 @@ def test_classifier_checkpoint_exits_2(videos: dict[str, Path], tmp_path: Path) 
 
 
 def test_error_map_needs_a_checkpoint() -> None:
-    with pytest.raises(ConfigError, match=r"^--error-map: "):
+    with pytest.raises(ConfigError, match=r"^error_map: "):
         toy_setup(error_map=True)
 
 
-def test_the_checkpoint_fixes_the_clip_geometry(trained: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^--num-frames: "):
-        viz.setup(trained, num_frames=8)
-    with pytest.raises(ConfigError, match=r"^--input-size: "):
-        viz.setup(trained, input_size=96)
+def test_the_checkpoint_fixes_the_clip_geometry(trained: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^num_frames: "):
+        mask_setup(trained, num_frames=8)
+    with pytest.raises(ConfigError, match=r"^input_size: "):
+        mask_setup(trained, input_size=96)
+    args = ("--video", str(tmp_path / "any.mp4"), "--out", str(tmp_path / "x.png"), "--num-frames", "8")
+    line = one_line_error(invoke(str(trained), *args), 2)
+    assert line.startswith("error: num_frames: the checkpoint fixes the clip (4 frames of 64²)")
+    assert line.endswith("(set by --num-frames)")
 
 
 @pytest.mark.parametrize(
@@ -251,8 +277,8 @@ def test_the_checkpoint_sets_clip_and_mask_and_flags_override_the_mask(tmp_path:
         PretrainVideoMAE(spec.model, grid_of(spec)).state_dict(),
         model_metadata("pretrain", spec.model_dump_json()),
     )
-    assert viz.setup(path).mask == MaskSpec(type="random", ratio=0.75)
-    setup = viz.setup(path, mask_ratio=0.5, decoder_mask_ratio=0.25)
+    assert mask_setup(path).mask == MaskSpec(type="random", ratio=0.75)
+    setup = mask_setup(path, mask_ratio=0.5, decoder_mask_ratio=0.25)
     assert setup.mask == MaskSpec(type="random", ratio=0.5, decoder_ratio=0.25)
     assert setup.grid == TOY_GRID
     assert (setup.plan.num_frames, setup.plan.size, setup.plan.sampling_rate) == (4, 64, 2)
@@ -261,7 +287,7 @@ def test_the_checkpoint_sets_clip_and_mask_and_flags_override_the_mask(tmp_path:
 
 def test_tube_masking_greys_the_same_cells_in_every_frame() -> None:
     clip = torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8)
-    vis = viz.visualize(clip, toy_setup(mask_type="tube", mask_ratio=0.75))
+    vis = compute.visualize(clip, toy_setup(mask_type="tube", mask_ratio=0.75))
     grey = grey_cells(vis.masked, vis.grid)
     assert (grey == grey[0]).all()
     assert grey[0].sum() == 12  # 0.75 of 16 patches
@@ -272,7 +298,7 @@ def test_tube_masking_greys_the_same_cells_in_every_frame() -> None:
 
 def test_random_masking_greys_whole_tubelets() -> None:
     clip = torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8)
-    vis = viz.visualize(clip, toy_setup(mask_type="random", mask_ratio=0.5))
+    vis = compute.visualize(clip, toy_setup(mask_type="random", mask_ratio=0.5))
     grey = grey_cells(vis.masked, vis.grid)
     assert (grey[0] == grey[1]).all() and (grey[2] == grey[3]).all()  # the two frames of each tubelet
     assert (grey[0] != grey[2]).any()  # but not one spatial mask for the whole clip
@@ -281,30 +307,30 @@ def test_random_masking_greys_whole_tubelets() -> None:
 
 def test_the_mask_is_seeded() -> None:
     clip = torch.zeros(4, 64, 64, 3, dtype=torch.uint8)
-    masks = [viz.visualize(clip, toy_setup(seed=seed)).mask for seed in (0, 0, 1)]
+    masks = [compute.visualize(clip, toy_setup(seed=seed)).mask for seed in (0, 0, 1)]
     assert np.array_equal(masks[0], masks[1])
     assert not np.array_equal(masks[0], masks[2])
 
 
 def test_without_a_checkpoint_only_the_mask_is_shown() -> None:
-    vis = viz.visualize(torch.zeros(4, 64, 64, 3, dtype=torch.uint8), toy_setup())
+    vis = compute.visualize(torch.zeros(4, 64, 64, 3, dtype=torch.uint8), toy_setup())
     assert [label for label, _ in vis.rows()] == ["original", "masked input"]
     assert vis.reconstruction is None and vis.loss is None and not vis.predicted.any()
     assert "loss" not in vis.title()
 
 
 def test_frames_default_to_the_first_frame_of_each_tubelet() -> None:
-    assert viz.parse_frames(None, TOY_GRID) == [0, 2]
-    assert viz.parse_frames("all", TOY_GRID) == [0, 1, 2, 3]
-    assert viz.parse_frames("3, 1", TOY_GRID) == [3, 1]
-    with pytest.raises(ConfigError, match=r"^--frames: "):
-        viz.parse_frames("one", TOY_GRID)
+    assert compute.parse_frames(None, TOY_GRID) == [0, 2]
+    assert compute.parse_frames("all", TOY_GRID) == [0, 1, 2, 3]
+    assert compute.parse_frames("3, 1", TOY_GRID) == [3, 1]
+    with pytest.raises(ConfigError, match=r"^frames: "):
+        compute.parse_frames("one", TOY_GRID)
 
 
 def test_a_trained_reconstruction_beats_the_grey_fill(trained: Path, videos: dict[str, Path]) -> None:
-    setup = viz.setup(trained, error_map=True)
-    clip, _ = viz.read_clip(videos["vga"], setup.plan)
-    vis = viz.visualize(clip, setup)
+    setup = mask_setup(trained, error_map=True)
+    clip, _ = compute.read_clip(videos["vga"], setup.plan)
+    vis = compute.visualize(clip, setup)
     hidden = pixels(token_cells(vis.mask, vis.grid))  # [T, S, S]
     grey_error = ((vis.masked - vis.original)[hidden] ** 2).mean()
     recon_error = ((vis.reconstruction - vis.original)[hidden] ** 2).mean()
@@ -316,7 +342,7 @@ def test_a_trained_reconstruction_beats_the_grey_fill(trained: Path, videos: dic
 
 def test_error_map_is_each_predicted_patchs_mse_and_blank_elsewhere(trained: Path) -> None:
     clip = torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8)
-    vis = viz.visualize(clip, viz.setup(trained, error_map=True))
+    vis = compute.visualize(clip, mask_setup(trained, error_map=True))
     cells = token_cells(vis.predicted, vis.grid)  # [T, h, w]
     predicted = pixels(cells)  # [T, S, S]
     assert np.isnan(vis.error[~predicted]).all()
@@ -326,12 +352,12 @@ def test_error_map_is_each_predicted_patchs_mse_and_blank_elsewhere(trained: Pat
     assert np.allclose(vis.error[:, ::16, ::16][cells], expected[cells], atol=1e-6)
     colours = dict(vis.rows())
     label = next(label for label in colours if label.startswith("error"))
-    assert (colours[label][~predicted] == viz.MID_GREY).all()
+    assert (colours[label][~predicted] == compute.MID_GREY).all()
 
 
 def test_decoder_masking_leaves_undecoded_cells_grey(trained: Path) -> None:
     clip = torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8)
-    vis = viz.visualize(clip, viz.setup(trained, decoder_mask_ratio=0.5))
+    vis = compute.visualize(clip, mask_setup(trained, decoder_mask_ratio=0.5))
     undecoded = vis.mask & ~vis.predicted
     assert vis.predicted.any() and undecoded.any()
     assert not (vis.predicted & ~vis.mask).any()  # predictions of visible tokens are not shown
@@ -355,18 +381,20 @@ def test_denormalisation_inverts_the_reconstruction_target(target: str) -> None:
 @pytest.mark.parametrize("target", ["norm_pixel", "pixel", "patch_norm", "input"])
 def test_a_perfect_prediction_reconstructs_the_original(target: str) -> None:
     model = Oracle(ModelSpec(name="test", target=target), TOY_GRID).eval()
-    setup = viz.MaskViewSetup(viz.default_geometry(4, 64)[0], TOY_GRID, MaskSpec(), seed=0, model=model)
-    vis = viz.visualize(torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8), setup)
+    setup = compute.MaskViewSetup(compute.default_geometry(4, 64)[0], TOY_GRID, MaskSpec(), seed=0, model=model)
+    vis = compute.visualize(torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8), setup)
     assert np.allclose(vis.pasted, vis.original, atol=1e-5)
 
 
 @pytest.mark.skipif("pred_frames" not in ModelSpec.model_fields, reason="no MAE-ST pred_frames in this version")
 def test_frames_the_decoder_does_not_predict_stay_grey() -> None:
     model = Oracle(ModelSpec(name="test", target="patch_norm", pred_frames=2), TOY_GRID).eval()  # frames 0 and 3
-    setup = viz.MaskViewSetup(viz.default_geometry(4, 64)[0], TOY_GRID, MaskSpec(), seed=0, model=model, error_map=True)
-    vis = viz.visualize(torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8), setup)
+    setup = compute.MaskViewSetup(
+        compute.default_geometry(4, 64)[0], TOY_GRID, MaskSpec(), seed=0, model=model, error_map=True
+    )
+    vis = compute.visualize(torch.randint(0, 256, (4, 64, 64, 3), dtype=torch.uint8), setup)
     hidden = pixels(token_cells(vis.mask, vis.grid))
     assert np.allclose(vis.pasted[[0, 3]], vis.original[[0, 3]], atol=1e-5)
-    assert (vis.reconstruction[[1, 2]] == viz.MID_GREY).all()
-    assert (vis.pasted[[1, 2]][hidden[[1, 2]]] == viz.MID_GREY).all()
+    assert (vis.reconstruction[[1, 2]] == compute.MID_GREY).all()
+    assert (vis.pasted[[1, 2]][hidden[[1, 2]]] == compute.MID_GREY).all()
     assert np.isnan(vis.error[[1, 2]]).all() and np.isfinite(vis.error[[0, 3]][hidden[[0, 3]]]).all()

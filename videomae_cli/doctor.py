@@ -1,8 +1,9 @@
 """`videomae doctor`: check that the environment can run videomae-cli, writing nothing.
 
 The engine is a set of functions that each return a list of `Check`s (name, status, detail, fix); `run_checks` runs
-them all, `exit_code` says whether every required piece works, and `render` turns the checks into a rich table.
-A missing optional piece (CUDA, decord, transformers, onnxruntime) is a warning; a missing required one is a FAIL.
+them all, `exit_code` says whether every required piece works; ui/tables.py's `doctor_table` draws them. A missing
+optional piece (CUDA, decord, transformers, onnxruntime) is a warning; a missing required one is a FAIL. Advice names
+settings, not flags (`precision=bf16`): the CLI says them as its flags.
 
 The decode self-test writes a 16-frame clip whose frame `i` is a uniform grey of brightness `16 + 14 i` into a
 temporary directory (removed afterwards) and reads it back through `videomae_cli.data.video.open_video` with every
@@ -23,9 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-from rich.markup import escape
-from rich.table import Table
-
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 MIN_PYTHON = (3, 10)
 INSTALL = 'pip install "videomae-cli"'
@@ -43,8 +41,8 @@ REQUIRED: tuple[tuple[str, str, str], ...] = (
 )
 # Optional packages: (distribution name, what it is for, fix).
 OPTIONAL: tuple[tuple[str, str, str], ...] = (
-    ("transformers", "HF parity tests and --format hf round trips", 'pip install "videomae-cli[dev]"'),
-    ("onnxruntime", "export --format onnx verification", 'pip install "videomae-cli[onnx]"'),
+    ("transformers", "HF parity tests and `format=hf` round trips", 'pip install "videomae-cli[dev]"'),
+    ("onnxruntime", "export `format=onnx` verification", 'pip install "videomae-cli[onnx]"'),
 )
 
 SELFTEST_FRAMES, SELFTEST_WIDTH, SELFTEST_HEIGHT = 16, 64, 48
@@ -139,8 +137,8 @@ def _bf16_check(torch: ModuleType) -> Check:
     """bf16 on the GPU (is_bf16_supported) or, without one, a tiny bf16 matmul under CPU autocast."""
     if torch.cuda.is_available():
         if torch.cuda.is_bf16_supported():
-            return Check("bf16", OK, "supported on CUDA (--precision bf16)")
-        return Check("bf16", WARN, "not supported on this GPU", "use --precision fp16 or fp32")
+            return Check("bf16", OK, "supported on CUDA (`precision=bf16`)")
+        return Check("bf16", WARN, "not supported on this GPU", "use `precision=fp16` or fp32")
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = torch.ones(8, 8) @ torch.ones(8, 8)
@@ -149,8 +147,8 @@ def _bf16_check(torch: ModuleType) -> Check:
     except Exception as exc:
         works, problem = False, f"{type(exc).__name__}: {exc}"
     if works:
-        return Check("bf16", OK, "CPU autocast works (--precision bf16)")
-    return Check("bf16", WARN, f"CPU autocast failed: {problem}", "use --precision fp32")
+        return Check("bf16", OK, "CPU autocast works (`precision=bf16`)")
+    return Check("bf16", WARN, f"CPU autocast failed: {problem}", "use `precision=fp32`")
 
 
 # -------------------------------------------------------------------------------------------------------- packages
@@ -312,17 +310,3 @@ def summary_line(checks: Iterable[Check]) -> str:
     """The final line of the report."""
     failed = len(problems(checks))
     return "doctor: all required pieces work" if not failed else f"doctor: {failed} problem(s); fixes above"
-
-
-_STYLES = {OK: "green", WARN: "yellow", FAIL: "bold red"}
-
-
-def render(checks: Iterable[Check]) -> Table:
-    """The report as a rich table: check, status, detail, fix."""
-    table = Table(title="videomae doctor", title_justify="left")
-    for column in ("check", "status", "detail", "fix"):
-        table.add_column(column, overflow="fold")
-    for check in checks:
-        status = f"[{_STYLES.get(check.status, '')}]{check.status}[/]"
-        table.add_row(check.name, status, escape(check.detail), escape(check.fix))
-    return table

@@ -7,12 +7,15 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from videomae_cli.errors import VideoMAEError
+
+if TYPE_CHECKING:
+    from videomae_cli.progress import Reporter
 
 app = typer.Typer(
     name="videomae",
@@ -186,3 +189,28 @@ def common_run_flags(
         "run.resume": ("--resume", resume),
         "run.progress": ("--progress", progress),
     }
+
+
+def inference_flags(
+    checkpoint: Path, precision: str | None, device: str | None, num_workers: int | None, progress: str | None
+) -> dict[str, tuple[str, Any]]:
+    """The flags evaluate, predict and embed share (config/schema.py: InferenceOptions): {spec path: (flag, value)}."""
+    return {
+        "checkpoint": ("CKPT", checkpoint),
+        "precision": ("--precision", precision),
+        "device": ("--device", device),
+        "num_workers": ("--num-workers", num_workers),
+        "progress": ("--progress", progress),
+    }
+
+
+@contextlib.contextmanager
+def reporting(mode: str, rank: int = 0) -> Iterator[Reporter]:
+    """The reporter `--progress` asks for (ui/progress.py), closed however the command's work ends."""
+    from videomae_cli.ui.progress import make_reporter
+
+    reporter = make_reporter(mode, rank)
+    try:
+        yield reporter
+    finally:
+        reporter.close()

@@ -1,4 +1,5 @@
-"""`videomae prepare-data`: flags → a prepare spec → manifests, and a summary of what was found."""
+"""`videomae prepare-data`: flags → a PrepareSpec (config/prepare.py) → manifests (data/prepare/), and a summary
+of what was found (ui/tables.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from rich.console import Console
 
 from videomae_cli.cli.common import (
     app,
+    reporting,
     stderr,
     user_errors,
 )
@@ -108,36 +110,39 @@ def prepare_data(
 ) -> None:
     """Check every video of a dataset and write VideoMAE manifests (train.csv, val.csv; absolute paths), classes.json
     and report.json. Bad videos are listed in report.json and left out; nothing usable exits 3."""
-    from videomae_cli.data import prepare
-    from videomae_cli.ui.progress import make_reporter
+    from videomae_cli.config.prepare import PrepareSpec
+    from videomae_cli.config.resolve import resolve_spec
 
-    with user_errors():
-        spec = prepare.build_prepare_spec(
-            src=src,
-            out=out,
-            format=format_,
-            root=root,
-            val_fraction=val_fraction,
-            seed=seed,
-            min_frames=min_frames,
-            workers=workers,
-            resize_short=resize_short,
-            decoder=decoder,
-            progress=progress,
-            synthetic=synthetic,
-            num_frames=num_frames,
-            size=size,
-            scene=scene,
-        )
-        reporter = make_reporter(spec.progress)
-        try:
-            result = prepare.prepare_data(spec, reporter)
-        finally:
-            reporter.close()
-        Console(highlight=False).print(prepare.render_summary(result))
+    flags = {
+        "src": ("SRC", src),
+        "out": ("--out", out),
+        "format": ("--format", format_),
+        "root": ("--root", root),
+        "val_fraction": ("--val-fraction", val_fraction),
+        "seed": ("--seed", seed),
+        "min_frames": ("--min-frames", min_frames),
+        "workers": ("--workers", workers),
+        "resize_short": ("--resize-short", resize_short),
+        "decoder": ("--decoder", decoder),
+        "progress": ("--progress", progress),
+        "synthetic": ("--synthetic", synthetic),
+        "num_frames": ("--num-frames", num_frames),
+        "size": ("--size", size),
+        "scene": ("--scene", scene),
+    }
+    with user_errors(flags):
+        # The spec is checked before the video libraries load: a typo costs no import time.
+        spec = resolve_spec(PrepareSpec, flags=flags)
+        from videomae_cli.data.prepare.outputs import REPORT_FILE
+        from videomae_cli.data.prepare.pipeline import prepare_data
+        from videomae_cli.ui.tables import prepare_summary
+
+        with reporting(spec.progress) as reporter:
+            result = prepare_data(spec, reporter)
+        Console(highlight=False).print(prepare_summary(result))
         if result.problems:
             listed = result.report["counts"]["listed"]
-            report = result.out / prepare.REPORT_FILE
+            report = result.out / REPORT_FILE
             stderr.print(
                 f"warning: left out {len(result.problems)} of {listed} videos with problems (see {report})",
                 markup=False,

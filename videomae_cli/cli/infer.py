@@ -15,6 +15,8 @@ from videomae_cli.cli.common import (
     ProgressOpt,
     WorkersOpt,
     app,
+    inference_flags,
+    reporting,
     stderr,
     user_errors,
 )
@@ -69,28 +71,20 @@ def evaluate(
     from videomae_cli.config.schema import EvaluateSpec
 
     flags = {
-        "checkpoint": ("CKPT", checkpoint),
         "data": ("--data", data),
         "views": ("--views", views),
         "report": ("--report", report),
         "batch_size": ("--batch-size", batch_size),
-        "precision": ("--precision", precision),
-        "device": ("--device", device),
-        "num_workers": ("--num-workers", num_workers),
-        "progress": ("--progress", progress),
+        **inference_flags(checkpoint, precision, device, num_workers, progress),
     }
     with user_errors(flags):
         spec = resolve_spec(EvaluateSpec, flags=flags)
         # the request is valid: now load torch (see the module docstring)
         from videomae_cli.infer.evaluate import evaluate as run_evaluation
-        from videomae_cli.ui.progress import make_reporter
         from videomae_cli.ui.tables import per_class_table, report_table
 
-        reporter = make_reporter(spec.progress)
-        try:
+        with reporting(spec.progress) as reporter:
             result = run_evaluation(spec, reporter)
-        finally:
-            reporter.close()
         console = Console(highlight=False)
         console.print(report_table(result.report, f"{result.report['kind']} checkpoint {spec.checkpoint}"))
         if "per_class" in result.report:
@@ -136,45 +130,34 @@ def predict(
 ) -> None:
     """Classify videos with a fine-tuned checkpoint: top-k classes per video. Unreadable inputs are reported and
     skipped (exit 0 when some video was classified, 3 when none was)."""
-    from rich.table import Table
-
     from videomae_cli.config.resolve import resolve_spec
     from videomae_cli.config.schema import PredictSpec
     from videomae_cli.errors import DataError
 
     flags = {
-        "checkpoint": ("CKPT", checkpoint),
         "inputs": ("INPUT", inputs),
         "top_k": ("--top-k", top_k),
         "views": ("--views", views),
         "json_path": ("--json", json_path),
         "batch_size": ("--batch-size", batch_size),
-        "precision": ("--precision", precision),
-        "device": ("--device", device),
-        "num_workers": ("--num-workers", num_workers),
-        "progress": ("--progress", progress),
+        **inference_flags(checkpoint, precision, device, num_workers, progress),
     }
     with user_errors(flags):
         spec = resolve_spec(PredictSpec, flags=flags)
         # the request is valid: now load torch (see the module docstring)
         from videomae_cli.infer.predict import predict as run_prediction
-        from videomae_cli.ui.progress import make_reporter
 
-        reporter = make_reporter(spec.progress)
-        try:
+        with reporting(spec.progress) as reporter:
             found, failures = run_prediction(spec, reporter)
-        finally:
-            reporter.close()
         for bad in failures:
             stderr.print(f"error: {bad.reason}", markup=False)
         if not found:
             raise DataError(f"none of the {len(failures)} inputs could be read")
-        table = Table(title=f"predictions of {spec.checkpoint}", title_justify="left")
-        table.add_column("video")
-        table.add_column("top classes (probability)")
-        for p in found:
-            table.add_row(p.video, ", ".join(f"{name} {prob:.1%}" for _, name, prob in p.top))
-        Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(table)
+        from videomae_cli.ui.tables import predictions_table
+
+        Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(
+            predictions_table(found, spec.checkpoint)
+        )
         if spec.json_path is not None:
             typer.echo(f"wrote {spec.json_path}")
 
@@ -247,7 +230,6 @@ def embed(
     from videomae_cli.errors import ConfigError, DataError
 
     flags = {
-        "checkpoint": ("CKPT", checkpoint),
         "inputs": ("INPUT", inputs),
         "out": ("--out", out),
         "pool": ("--pool", pool),
@@ -255,11 +237,8 @@ def embed(
         "window_stride": ("--window-stride", window_stride),
         "shard_size": ("--shard-size", shard_size),
         "batch_size": ("--batch-size", batch_size),
-        "precision": ("--precision", precision),
-        "device": ("--device", device),
-        "num_workers": ("--num-workers", num_workers),
         "overwrite": ("--overwrite", overwrite or None),
-        "progress": ("--progress", progress),
+        **inference_flags(checkpoint, precision, device, num_workers, progress),
     }
     with user_errors(flags):
         if out is None:
@@ -268,13 +247,9 @@ def embed(
         # the request is valid: now load torch (see the module docstring)
         from videomae_cli.infer.embed import embed as run_embedding
         from videomae_cli.infer.embed import index_path
-        from videomae_cli.ui.progress import make_reporter
 
-        reporter = make_reporter(spec.progress)
-        try:
+        with reporting(spec.progress) as reporter:
             result = run_embedding(spec, reporter)
-        finally:
-            reporter.close()
         for bad in result.embedding.errors:
             stderr.print(f"error: {bad.reason}", markup=False)
         rows = len(result.embedding.video)

@@ -27,6 +27,7 @@ from videomae_cli.cli.common import (
     WorkersOpt,
     app,
     common_run_flags,
+    reporting,
     user_errors,
 )
 
@@ -119,10 +120,8 @@ def pretrain(
         from videomae_cli.train.distributed import detect, process_group
         from videomae_cli.train.loop import train
         from videomae_cli.train.pretrain import setup
-        from videomae_cli.ui.progress import make_reporter
 
-        reporter = make_reporter(spec.run.progress, rank=detect().rank)
-        with process_group():
+        with reporting(spec.run.progress, detect().rank) as reporter, process_group():
             train(setup(spec, argv=["videomae", *sys.argv[1:]]), reporter)
 
 
@@ -179,7 +178,6 @@ def finetune(
     from videomae_cli.train.distributed import detect, process_group
     from videomae_cli.train.finetune import resolve_finetune_spec, setup
     from videomae_cli.train.loop import train
-    from videomae_cli.ui.progress import make_reporter
 
     flags = {
         "init": ("--init", init),
@@ -196,6 +194,5 @@ def finetune(
         if print_config:
             typer.echo(spec_to_yaml(spec), nl=False)
             return
-        reporter = make_reporter(spec.run.progress, rank=detect().rank)
-        with process_group():
+        with reporting(spec.run.progress, detect().rank) as reporter, process_group():
             train(setup(spec, reporter, argv=["videomae", *sys.argv[1:]]), reporter)

@@ -285,52 +285,48 @@ def check_views(views: str | None) -> None:
         raise ValueError(f"views: expected CLIPSxCROPS with 1 or 3 crops, e.g. 5x3 or 2x1, got {views!r}")
 
 
-class EvaluateSpec(Strict):
-    """What `videomae evaluate` measures and where it writes. Defaults for data and views come from the checkpoint."""
+class InferenceOptions(Strict):
+    """What evaluate, predict and embed share: the checkpoint they run, where and how they compute, how they report."""
 
     checkpoint: Path
-    data: str | None = None  # "synthetic", a manifest, or a prepare-data directory (its val.csv)
+    num_workers: NonNegativeInt = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    progress: Literal["auto", "rich", "plain", "off"] = "auto"
+
+
+class MultiViewOptions(InferenceOptions):
+    """What evaluate and predict share: test views per video and how they are batched."""
+
     views: str | None = None  # CLIPSxCROPS, e.g. 5x3; None = 5x3 for dense sampling, 2x3 for segment sampling
-    report: Path | None = None  # JSON report; CSVs and the PNG go beside it
     batch_size: PositiveInt = 4  # videos per loader batch
     chunk_views: PositiveInt = 16  # views per forward pass: results depend on this, never on batch_size
-    num_workers: NonNegativeInt = 1
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    knn_k: PositiveInt = 20
-    progress: Literal["auto", "rich", "plain", "off"] = "auto"
 
     @model_validator(mode="after")
-    def _check_views(self) -> EvaluateSpec:
+    def _check_views(self) -> MultiViewOptions:
         check_views(self.views)
         return self
 
 
-class PredictSpec(Strict):
+class EvaluateSpec(MultiViewOptions):
+    """What `videomae evaluate` measures and where it writes. Defaults for data and views come from the checkpoint."""
+
+    data: str | None = None  # "synthetic", a manifest, or a prepare-data directory (its val.csv)
+    report: Path | None = None  # JSON report; CSVs and the PNG go beside it
+    knn_k: PositiveInt = 20
+
+
+class PredictSpec(MultiViewOptions):
     """What `videomae predict` runs: a classifier checkpoint on the given videos, multi-view as evaluate."""
 
-    checkpoint: Path
     inputs: list[Path] = Field(min_length=1)
     top_k: PositiveInt = 5
-    views: str | None = None  # as EvaluateSpec.views
     json_path: Path | None = None  # JSON lines: one object per video
-    batch_size: PositiveInt = 4
-    chunk_views: PositiveInt = 16
-    num_workers: NonNegativeInt = 1
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    progress: Literal["auto", "rich", "plain", "off"] = "auto"
-
-    @model_validator(mode="after")
-    def _check_views(self) -> PredictSpec:
-        check_views(self.views)
-        return self
 
 
-class EmbedSpec(Strict):
+class EmbedSpec(InferenceOptions):
     """What `videomae embed` extracts: encoder features of every input video (one clip each, or sliding windows)."""
 
-    checkpoint: Path
     inputs: list[Path] = Field(min_length=1)
     out: Path  # .safetensors (features + index) or .npy (features; the index as JSON lines beside it)
     pool: Literal["mean", "tokens"] = "mean"
@@ -339,11 +335,7 @@ class EmbedSpec(Strict):
     shard_size: PositiveInt = 256  # videos per shard: the unit of resumption
     batch_size: PositiveInt = 16  # clips decoded per loader item (memory); features never depend on it
     chunk_clips: PositiveInt = 16  # clips per forward pass: features depend on this, never on batch_size
-    num_workers: NonNegativeInt = 1
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     overwrite: bool = False
-    progress: Literal["auto", "rich", "plain", "off"] = "auto"
 
     @model_validator(mode="after")
     def _check_windows(self) -> EmbedSpec:

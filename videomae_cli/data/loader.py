@@ -192,7 +192,7 @@ def collate_samples(samples: Sequence[Sample]) -> ClipBatch:
     )
 
 
-STOP_SIGNALS = ("SIGTERM", "SIGUSR1")  # what clusters send before preempting a job (engine/loop.py's StopRequest)
+STOP_SIGNALS = ("SIGTERM", "SIGUSR1")  # what clusters send before preempting a job (train/guards.py's StopRequest)
 
 
 def ignore_stop_signals(worker_id: int) -> None:

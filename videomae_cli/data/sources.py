@@ -1,17 +1,36 @@
-"""What `predict` and `embed` run on: video files, folders of videos, and manifests, given on the command line.
+"""Which videos each command reads, from the sections of its spec:
 
-Inputs that do not exist are not fatal: they come back as failures, reported per file like videos that fail to decode.
+- pretrain: the clips of spec.data (`pretrain_clips`);
+- finetune: the labelled training clips, validation videos and class names of spec.data (`labelled_data`);
+- evaluate: the videos to score (`query_source`: the spec's `data`, else the checkpoint's validation set) and the
+  labelled reference bank of the k-NN and the linear probe (`bank_source`);
+- predict and embed: video files, folders of videos, and manifests (`collect_inputs`). Inputs that do not exist are
+  not fatal: they come back as failures, reported per file like videos that fail to decode.
+
+The built-in synthetic videos need no files; real videos load their decoders only when used.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from videomae_cli.data.loader import BadClip
-from videomae_cli.data.manifest import ManifestEntry, read_manifest
-from videomae_cli.data.prepare import walk_videos
-from videomae_cli.errors import ConfigError
+from videomae_cli.config.schema import AugmentSpec, DataSpec, EvaluateSpec
+from videomae_cli.data.loader import BadClip, ClipSource, SyntheticSource, synthetic_validation
+from videomae_cli.data.manifest import (
+    VAL_MANIFEST,
+    ManifestEntry,
+    class_names,
+    read_manifest,
+    resolve_manifest,
+    validation_manifest,
+)
+from videomae_cli.data.prepare.readers import walk_videos
+from videomae_cli.data.synthetic import MOTION_CLASSES, SyntheticVideos
+from videomae_cli.data.transforms import FinetuneTrainTransform
+from videomae_cli.data.views import ViewSource
+from videomae_cli.errors import ConfigError, DataError
 
 MANIFEST_SUFFIXES = (".csv", ".txt", ".lst")
 
@@ -37,5 +56,94 @@ def collect_inputs(paths: list[Path]) -> Inputs:
         else:
             found.entries.append(ManifestEntry(path))  # a file that does not decode is reported when it is read
     if not found.entries and not found.missing:
-        raise ConfigError("INPUT: no videos found in " + ", ".join(map(str, paths)))
+        raise ConfigError("inputs: no videos found in " + ", ".join(map(str, paths)))
     return found
+
+
+def pretrain_clips(data: DataSpec, seed: int) -> ClipSource:
+    """The clip source named by data.source: the built-in synthetic videos, or the videos of a manifest."""
+    if data.source == "synthetic":
+        return SyntheticSource(SyntheticVideos.from_spec(data, seed))
+    from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
+
+    entries = read_manifest(resolve_manifest(Path(data.source)), data.root)
+    return VideoClips(entries, data, seed)
+
+
+@dataclass
+class LabelledData:
+    """The training clips, the validation videos (if any) and the class names of a fine-tuning dataset."""
+
+    train: ClipSource
+    val: ViewSource | None
+    classes: list[str]
+    backend: str
+
+
+def labelled_data(data: DataSpec, augment: AugmentSpec, seed: int) -> LabelledData:
+    """Training and validation sources for spec.data: the built-in synthetic motion classes, or manifests."""
+    if data.source == "synthetic":
+        videos = SyntheticVideos.from_spec(data, seed)
+        train = SyntheticSource(videos, train_transform(data, augment, flip_default=False), seed)
+        return LabelledData(train, synthetic_validation(data, seed), list(MOTION_CLASSES), "synthetic")
+    from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
+
+    manifest = resolve_manifest(Path(data.source))
+    entries = read_manifest(manifest, data.root)
+    classes = class_names(manifest.parent, max(e.label for e in entries) + 1)
+    if len(classes) < 2:
+        raise DataError(f"data.source: {manifest} has one class; fine-tuning needs labelled videos of 2 or more")
+    train = VideoClips(entries, data, seed, train_transform(data, augment, flip_default=True), purpose="finetune")
+    val_manifest = validation_manifest(Path(data.source), data.val_source)
+    val = VideoClips(read_manifest(val_manifest, data.root), data, seed) if val_manifest else None
+    return LabelledData(train, val, classes, train.backend)
+
+
+def train_transform(data: DataSpec, augment: AugmentSpec, flip_default: bool) -> FinetuneTrainTransform:
+    """The official fine-tune clip augmentation at the spec's input size."""
+    return FinetuneTrainTransform(
+        size=data.input_size,
+        scale=augment.crop_scale,
+        horizontal_flip=flip_default if augment.flip is None else augment.flip,
+        auto_augment=augment.rand_augment,
+        erase_prob=augment.erase_prob,
+    )
+
+
+def query_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[ViewSource, str]:
+    """The videos to evaluate on, and how to name them: `data`, else the checkpoint's validation set."""
+    choice = spec.data
+    if choice == "synthetic" or (choice is None and data.source == "synthetic"):
+        return synthetic_validation(data, seed), "synthetic validation videos"
+    if choice is None:
+        manifest = validation_manifest(Path(data.source), data.val_source)
+        if manifest is None:
+            raise ConfigError(
+                f"data: the checkpoint's training data {data.source} has no validation manifest; pass `data=MANIFEST`"
+            )
+        return manifest_source(manifest, data, seed, data.root), str(manifest)
+    path = Path(choice)
+    manifest = path / VAL_MANIFEST if path.is_dir() else path
+    if not manifest.is_file():
+        raise ConfigError(f"data: no such manifest: {manifest}")
+    return manifest_source(manifest, data, seed, None), str(manifest)
+
+
+def manifest_source(manifest: Path, data: DataSpec, seed: int, root: Path | None) -> ViewSource:
+    from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
+
+    return VideoClips(read_manifest(manifest, root), data, seed)
+
+
+def bank_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[Any, str]:
+    """The labelled training videos whose features the k-NN and the probe learn from (None when unknown)."""
+    if data.source == "synthetic" and spec.data in (None, "synthetic"):
+        videos = SyntheticVideos.from_spec(data, seed)
+        return SyntheticSource(videos), "synthetic training videos"
+    if spec.data is not None and Path(spec.data).is_dir():
+        manifest = resolve_manifest(Path(spec.data))
+        return manifest_source(manifest, data, seed, None), str(manifest)
+    if data.source == "synthetic":
+        return None, ""
+    manifest = resolve_manifest(Path(data.source))
+    return manifest_source(manifest, data, seed, data.root), str(manifest)

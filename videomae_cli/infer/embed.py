@@ -3,7 +3,7 @@
 Work is cut into shards of `shard_size` input videos; each finished shard is written atomically to OUT.parts/, so an
 interrupted run resumes at the first unfinished shard, and the output is assembled from the shards at the end. The
 model always sees chunks of exactly `chunk_clips` clips (the last padded), so a clip's features do not depend on the
-batch size, the worker count, or which clips share its chunk (see engine/predict.py).
+batch size, the worker count, or which clips share its chunk (see infer/predict.py).
 """
 
 from __future__ import annotations

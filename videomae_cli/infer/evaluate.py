@@ -21,12 +21,11 @@ import torch
 from torch import nn
 
 from videomae_cli.checkpoint import LoadedCheckpoint, atomic_write, load_checkpoint
-from videomae_cli.config.schema import DataSpec, EvaluateSpec, default_views, parse_views
-from videomae_cli.data.loader import BadClip, ClipNormalizer, synthetic_validation
-from videomae_cli.data.manifest import VAL_MANIFEST, read_manifest, resolve_manifest, validation_manifest
-from videomae_cli.data.synthetic import SyntheticVideos
+from videomae_cli.config.schema import EvaluateSpec, default_views, parse_views
+from videomae_cli.data.loader import BadClip, ClipNormalizer
+from videomae_cli.data.sources import bank_source, query_source
 from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource, view_loader
-from videomae_cli.errors import ConfigError, DataError
+from videomae_cli.errors import DataError
 from videomae_cli.infer import metrics
 from videomae_cli.infer.predict import ViewPredictions, predict_views, run_in_chunks
 from videomae_cli.masking import MaskGenerator, collate_masks
@@ -70,31 +69,6 @@ def evaluate(spec: EvaluateSpec, reporter: Reporter) -> Evaluation:
 def write_json(path: Path, report: dict[str, Any]) -> None:
     """Write the report atomically."""
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
-
-
-def query_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[ViewSource, str]:
-    """The videos to evaluate on, and how to name them: `data`, else the checkpoint's validation set."""
-    choice = spec.data
-    if choice == "synthetic" or (choice is None and data.source == "synthetic"):
-        return synthetic_validation(data, seed), "synthetic validation videos"
-    if choice is None:
-        manifest = validation_manifest(Path(data.source), data.val_source)
-        if manifest is None:
-            raise ConfigError(
-                f"data: the checkpoint's training data {data.source} has no validation manifest; pass `data=MANIFEST`"
-            )
-        return manifest_source(manifest, data, seed, data.root), str(manifest)
-    path = Path(choice)
-    manifest = path / VAL_MANIFEST if path.is_dir() else path
-    if not manifest.is_file():
-        raise ConfigError(f"data: no such manifest: {manifest}")
-    return manifest_source(manifest, data, seed, None), str(manifest)
-
-
-def manifest_source(manifest: Path, data: DataSpec, seed: int, root: Path | None) -> ViewSource:
-    from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
-
-    return VideoClips(read_manifest(manifest, root), data, seed)
 
 
 def evaluate_classifier(
@@ -242,19 +216,3 @@ def evaluate_pretrain(
     report["linear_probe"] = {"top1": linear_probe_accuracy(train_x, train_y, test_x, test_y, num_classes)}
     report["skipped"] = skipped(query.failures + reference.failures)
     return Evaluation(report, report_path)
-
-
-def bank_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[Any, str]:
-    """The labelled training videos whose features the k-NN and the probe learn from (None when unknown)."""
-    from videomae_cli.data.loader import SyntheticSource
-
-    if data.source == "synthetic" and spec.data in (None, "synthetic"):
-        videos = SyntheticVideos.from_spec(data, seed)
-        return SyntheticSource(videos), "synthetic training videos"
-    if spec.data is not None and Path(spec.data).is_dir():
-        manifest = resolve_manifest(Path(spec.data))
-        return manifest_source(manifest, data, seed, None), str(manifest)
-    if data.source == "synthetic":
-        return None, ""
-    manifest = resolve_manifest(Path(data.source))
-    return manifest_source(manifest, data, seed, data.root), str(manifest)

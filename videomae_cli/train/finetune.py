@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,10 @@ from torch import nn
 
 from videomae_cli.checkpoint import model_metadata, save_weights
 from videomae_cli.config.resolve import collect_settings, resolve_spec
-from videomae_cli.config.schema import DEFAULT_FINETUNE_EPOCHS, AugmentSpec, DataSpec, FinetuneSpec, grid_of
-from videomae_cli.data.loader import ClipBatch, ClipSource, SampledClips, SyntheticSource, synthetic_validation
-from videomae_cli.data.manifest import class_names, read_manifest, resolve_manifest, validation_manifest
-from videomae_cli.data.synthetic import MOTION_CLASSES, SyntheticVideos
-from videomae_cli.data.transforms import FinetuneTrainTransform
-from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource
+from videomae_cli.config.schema import DEFAULT_FINETUNE_EPOCHS, AugmentSpec, FinetuneSpec, grid_of
+from videomae_cli.data.loader import ClipBatch, SampledClips
+from videomae_cli.data.sources import labelled_data
+from videomae_cli.data.views import VideoViews, ViewPlan
 from videomae_cli.errors import DataError
 from videomae_cli.infer.metrics import topk_accuracy
 from videomae_cli.infer.predict import predict_views
@@ -37,50 +34,12 @@ from videomae_cli.models.classifier import VideoClassifier
 from videomae_cli.progress import Reporter
 from videomae_cli.seeding import Stream, sample_rng
 from videomae_cli.train.init import load_init, read_init_spec
-from videomae_cli.train.loop import Run, find_resume_checkpoint, make_run, seed_rank_streams, start_processes
+from videomae_cli.train.launch import make_run, seed_rank_streams, start_processes
+from videomae_cli.train.run import Run
+from videomae_cli.train.state import find_resume_checkpoint
 
 BEST_FILE = "best.safetensors"
 EMA_FILE = "ema.safetensors"
-
-
-@dataclass
-class LabelledData:
-    """The training clips, the validation videos (if any) and the class names of a fine-tuning dataset."""
-
-    train: ClipSource
-    val: ViewSource | None
-    classes: list[str]
-    backend: str
-
-
-def labelled_data(data: DataSpec, augment: AugmentSpec, seed: int) -> LabelledData:
-    """Training and validation sources for spec.data: the built-in synthetic motion classes, or manifests."""
-    if data.source == "synthetic":
-        videos = SyntheticVideos.from_spec(data, seed)
-        train = SyntheticSource(videos, train_transform(data, augment, flip_default=False), seed)
-        return LabelledData(train, synthetic_validation(data, seed), list(MOTION_CLASSES), "synthetic")
-    from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
-
-    manifest = resolve_manifest(Path(data.source))
-    entries = read_manifest(manifest, data.root)
-    classes = class_names(manifest.parent, max(e.label for e in entries) + 1)
-    if len(classes) < 2:
-        raise DataError(f"data.source: {manifest} has one class; fine-tuning needs labelled videos of 2 or more")
-    train = VideoClips(entries, data, seed, train_transform(data, augment, flip_default=True), purpose="finetune")
-    val_manifest = validation_manifest(Path(data.source), data.val_source)
-    val = VideoClips(read_manifest(val_manifest, data.root), data, seed) if val_manifest else None
-    return LabelledData(train, val, classes, train.backend)
-
-
-def train_transform(data: DataSpec, augment: AugmentSpec, flip_default: bool) -> FinetuneTrainTransform:
-    """The official fine-tune clip augmentation at the spec's input size."""
-    return FinetuneTrainTransform(
-        size=data.input_size,
-        scale=augment.crop_scale,
-        horizontal_flip=flip_default if augment.flip is None else augment.flip,
-        auto_augment=augment.rand_augment,
-        erase_prob=augment.erase_prob,
-    )
 
 
 @contextmanager
@@ -227,7 +186,7 @@ INHERITED_DATA = ("num_frames", "input_size", "synthetic_scene")  # the clips a 
 def resolve_finetune_spec(
     configs: list[Path] | None, sets: list[str] | None, flags: dict[str, tuple[str, Any]]
 ) -> FinetuneSpec:
-    """The fine-tune spec, whose model and clip geometry default to those of the --init checkpoint (drop path
+    """The fine-tune spec, whose model and clip geometry default to those of the `init` checkpoint (drop path
     excepted: fine-tuning has its own)."""
     init = collect_settings(configs, sets, flags).data.get("init")  # before validating: the base changes the model
     if init is None or init == "none":
@@ -235,7 +194,7 @@ def resolve_finetune_spec(
     _, saved = read_init_spec(str(init))
     model = {k: v for k, v in saved.get("model", {}).items() if k != "drop_path"}
     data = {k: v for k, v in saved.get("data", {}).items() if k in INHERITED_DATA}
-    source = f"config {init} (--init)"  # a "config" source: a later --model replaces its size fields
+    source = f"config {init} (`init`)"  # a "config" source: a later model.name replaces its size fields
     return resolve_spec(FinetuneSpec, configs, sets, flags, base=({"model": model, "data": data}, source))
 
 

@@ -1,4 +1,4 @@
-"""`--init`: start a classifier from one of our pretrain or classifier checkpoints, and say exactly what happened.
+"""`init`: start a classifier from one of our pretrain or classifier checkpoints, and say exactly what happened.
 
 A pretrain checkpoint gives its encoder (`encoder.` stripped; the decoder, the mask token and the encoder's final norm
 are dropped, since fc_norm after pooling replaces it). `fc_norm` and `head` start fresh. When the checkpoint saw a
@@ -69,7 +69,7 @@ def checkpoint_file(choice: str) -> Path:
 
 
 def read_init_spec(choice: str) -> tuple[str, dict[str, Any]]:
-    """(kind, spec dict) of the --init checkpoint, refusing files that are not ours."""
+    """(kind, spec dict) of the `init` checkpoint, refusing files that are not ours."""
     path = checkpoint_file(choice)
     try:
         kind, spec = read_spec_json(path)

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from videomae_cli.config.schema import DEFAULT_PRETRAIN_STEPS, PretrainSpec, grid_of
-from videomae_cli.data.loader import ClipBatch, ClipSource, SampledClips, SyntheticSource
-from videomae_cli.data.manifest import read_manifest, resolve_manifest
-from videomae_cli.data.synthetic import SyntheticVideos
+from videomae_cli.data.loader import ClipBatch, SampledClips
+from videomae_cli.data.sources import pretrain_clips
 from videomae_cli.masking import MaskGenerator
 from videomae_cli.models.pretrain import PretrainVideoMAE
 from videomae_cli.progress import Reporter
-from videomae_cli.train.loop import Run, make_run, seed_rank_streams, start_processes
+from videomae_cli.train.launch import make_run, seed_rank_streams, start_processes
+from videomae_cli.train.run import Run
 
 
 class PretrainTask:
@@ -56,7 +55,7 @@ def setup(spec: PretrainSpec, argv: list[str] | None = None) -> Run:
     model = PretrainVideoMAE(spec.model, grid_of(spec)).to(device)
     seed_rank_streams(spec, dist_env)
     masks = MaskGenerator(spec.mask, grid_of(spec), spec.run.seed)
-    clips = build_clips(spec)
+    clips = pretrain_clips(spec.data, spec.run.seed)
     dataset = SampledClips(clips, masks, spec.run.seed, spec.data.num_sample)
     backend = getattr(clips, "backend", "synthetic")
     return make_run(
@@ -70,14 +69,3 @@ def setup(spec: PretrainSpec, argv: list[str] | None = None) -> Run:
         backend=backend,
         dist_env=dist_env,
     )
-
-
-def build_clips(spec: PretrainSpec) -> ClipSource:
-    """The clip source named by spec.data: the built-in synthetic videos, or the videos of a manifest."""
-    d = spec.data
-    if d.source == "synthetic":
-        return SyntheticSource(SyntheticVideos.from_spec(d, spec.run.seed))
-    from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
-
-    entries = read_manifest(resolve_manifest(Path(d.source)), d.root)
-    return VideoClips(entries, d, spec.run.seed)

@@ -1,1 +1,2 @@
-"""What the commands show a person: tables for the screen. Nothing below this layer draws."""
+"""What the commands show a person: progress reporters (progress.py) and tables (tables.py). Nothing below this layer
+draws on the terminal."""

@@ -1,18 +1,29 @@
-"""Rich tables for the screen: evaluation reports and the account of a conversion.
+"""Rich tables for the screen: evaluation reports, predictions, the account of a conversion, prepare-data's summary
+and the doctor's checks.
 
-The layers below return numbers and records (`engine.metrics` reports, `interop.convert.Conversion`); how they look
-on a terminal is decided here, so that no engine or converter module imports rich.
+The layers below return numbers and records (`infer.metrics` reports, `interop.convert.Conversion`, `PrepareResult`,
+doctor `Check`s); how they look on a terminal is decided here, so that nothing below the UI imports rich.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from videomae_cli.interop.convert import Conversion, lookup
+from videomae_cli.data.manifest import CLASSES_FILE
+from videomae_cli.data.prepare.outputs import REPORT_FILE, SPLITS
+from videomae_cli.doctor import FAIL, OK, WARN, Check
+from videomae_cli.progress import format_duration
+
+if TYPE_CHECKING:  # the converter and the inference layer import torch: only where they are used
+    from videomae_cli.data.prepare.pipeline import PrepareResult
+    from videomae_cli.infer.predict import Prediction
+    from videomae_cli.interop.convert import Conversion
 
 
 def _percent(value: float | None) -> str:
@@ -79,8 +90,20 @@ _MAPPING = {
 }
 
 
+def predictions_table(predictions: Iterable[Prediction], checkpoint: Path) -> Table:
+    """The top classes of each video, with their probabilities."""
+    table = Table(title=f"predictions of {checkpoint}", title_justify="left")
+    table.add_column("video")
+    table.add_column("top classes (probability)")
+    for p in predictions:
+        table.add_row(p.video, ", ".join(f"{name} {prob:.1%}" for _, name, prob in p.top))
+    return table
+
+
 def summary_table(conversion: Conversion, out: Path) -> Table:
     """What was mapped, inferred (and from where), and dropped."""
+    from videomae_cli.interop.convert import lookup
+
     table = Table(title=f"convert: {conversion.description} → {out}", show_lines=False, title_justify="left")
     table.add_column("what")
     table.add_column("value")
@@ -100,4 +123,78 @@ def summary_table(conversion: Conversion, out: Path) -> Table:
         table.add_row("dropped", key, why)
     for note in conversion.notes:
         table.add_row("note", note, "")
+    return table
+
+
+_MAX_CLASS_ROWS = 30
+_MAX_PROBLEM_ROWS = 10
+
+
+def prepare_summary(result: PrepareResult) -> Group:
+    """prepare-data's summary: videos per class and split, the stream spread, the problems, and the files written."""
+    report = result.report
+    splits = [name for name in SPLITS if name != "test" or result.splits["test"]]
+    per_class = Table(title="Videos per class", title_justify="left")
+    for column in ("#", "class", *splits, "total"):
+        per_class.add_column(column, justify="left" if column == "class" else "right")
+    for number, (name, counts) in enumerate(report["classes"].items()):
+        if number == _MAX_CLASS_ROWS:
+            per_class.add_row("…", f"{len(report['classes']) - number} more in {REPORT_FILE}")
+            break
+        index = str(number) if result.labelled else "-"
+        per_class.add_row(index, name, *(str(counts[s]) for s in splits), str(sum(counts.values())))
+    parts: list[Any] = [per_class, _videos_table(report)]
+    if result.problems:
+        problems = Table(title=f"Left out: {len(result.problems)}", title_justify="left")
+        problems.add_column("video", overflow="fold")
+        problems.add_column("reason", overflow="fold")
+        for problem in result.problems[:_MAX_PROBLEM_ROWS]:
+            problems.add_row(problem.path, problem.reason)
+        if len(result.problems) > _MAX_PROBLEM_ROWS:
+            problems.add_row("…", f"{len(result.problems) - _MAX_PROBLEM_ROWS} more in {REPORT_FILE}")
+        parts.append(problems)
+    written = ", ".join(f"{name}.csv ({len(result.splits[name])})" for name in splits)
+    parts.append(f"wrote {written}, {CLASSES_FILE}, {REPORT_FILE} in {result.out}")
+    return Group(*parts)
+
+
+def _videos_table(report: dict[str, Any]) -> Table:
+    table = Table(title="Videos", title_justify="left", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    counts, videos = report["counts"], report["videos"]
+    table.add_row("usable", f"{counts['usable']} of {counts['listed']} listed")
+    if videos:
+        d, f, n = videos["duration_s"], videos["fps"], videos["frames"]
+        table.add_row("duration", f"{d['min']:.1f} / {d['median']:.1f} / {d['max']:.1f} s (min/median/max)")
+        table.add_row("total", format_duration(d["total"]))
+        table.add_row("frames", f"{n['min']} / {n['median']:g} / {n['max']}")
+        table.add_row("fps", f"{f['min']:g} / {f['median']:g} / {f['max']:g}")
+        table.add_row("resolution", _top(videos["resolution"]))
+        table.add_row("codec", _top(videos["codec"]))
+    probe = report["probe"]
+    table.add_row("probed", f"{probe['probed']} probed, {probe['cached']} cached")
+    table.add_row("decoder", f"{report['settings']['decoder']} (checked on every video)")
+    if report["transcode"]:
+        t = report["transcode"]
+        table.add_row("transcoded", f"{t['transcoded']} new, {t['reused']} reused, {t['failed']} failed")
+    return table
+
+
+def _top(counts: dict[str, int], limit: int = 4) -> str:
+    shown = ", ".join(f"{key} ({count})" for key, count in list(counts.items())[:limit])
+    return shown + (f", … {len(counts) - limit} more" if len(counts) > limit else "")
+
+
+_DOCTOR_STYLES = {OK: "green", WARN: "yellow", FAIL: "bold red"}
+
+
+def doctor_table(checks: Iterable[Check]) -> Table:
+    """`videomae doctor`'s report: check, status, detail, fix (details and fixes printed as written, not as markup)."""
+    table = Table(title="videomae doctor", title_justify="left")
+    for column in ("check", "status", "detail", "fix"):
+        table.add_column(column, overflow="fold")
+    for check in checks:
+        status = f"[{_DOCTOR_STYLES.get(check.status, '')}]{check.status}[/]"
+        table.add_row(check.name, status, Text(check.detail), Text(check.fix))
     return table

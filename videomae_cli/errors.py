@@ -28,6 +28,20 @@ class NonFiniteLossError(VideoMAEError):
     exit_code = 4
 
 
+class StorageError(VideoMAEError):
+    """Reading or writing a file failed mid-run: no space, read-only, permission, quota, I/O error (exit 74,
+    sysexits' EX_IOERR). The message names the path and the reason, and what was kept (e.g. the checkpoint to resume
+    from)."""
+
+    exit_code = 74
+
+
+def describe_os_error(error: OSError) -> str:
+    """`PATH: reason` for an OSError ("No space left on device", "Read-only file system", ...)."""
+    reason = error.strerror or str(error)
+    return f"{error.filename}: {reason}" if error.filename else reason
+
+
 class Preempted(VideoMAEError):
     """SIGTERM/SIGUSR1 stopped training after a checkpoint was written (exit 75, EX_TEMPFAIL: run it again with
     --resume auto)."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from videomae_cli.errors import VideoMAEError
+from videomae_cli.errors import StorageError, VideoMAEError, describe_os_error
 
 if TYPE_CHECKING:
     from videomae_cli.progress import Reporter
@@ -42,6 +42,9 @@ def user_errors(flags: Mapping[str, tuple[str, Any]] | None = None) -> Iterator[
     except VideoMAEError as e:
         stderr.print(f"{e.label}{_rank_tag()}: {in_flag_terms(str(e), flags or {})}", markup=False)
         raise typer.Exit(e.exit_code) from None
+    except OSError as e:  # anything the layers below did not word themselves: still one line, naming the path
+        stderr.print(f"error{_rank_tag()}: {describe_os_error(e)}", markup=False)
+        raise typer.Exit(StorageError.exit_code) from None
     except KeyboardInterrupt:
         stderr.print("interrupted", markup=False)
         raise typer.Exit(130) from None

@@ -171,7 +171,7 @@ def test_a_run_writes_the_run_directory(finished_run: tuple[Path, str]) -> None:
     assert (out / "spec.yaml").is_file() and (out / "model.safetensors").is_file()
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-00000006", "step-00000012"]
     for checkpoint in (out / "checkpoints").iterdir():
-        assert {p.name for p in checkpoint.iterdir()} == {"model.safetensors", "train_state.pt"}
+        assert {p.name for p in checkpoint.iterdir()} == {"model.safetensors", "train_state.pt", "manifest.json"}
     meta = yaml.safe_load((out / "spec.yaml").read_text())["meta"]
     assert meta["argv"][:2] == ["videomae", "pretrain"] and "torch" in meta["versions"]
 

@@ -1,8 +1,9 @@
 """The `videomae` command: thin wiring from flags to the layers below (design.md: package shape).
 
 Each command builds a validated spec from its flags, calls the layer that does the work with a reporter, and maps
-errors to the documented exit codes: 0 ok · 1 unexpected internal error · 2 usage/config error · 3 data error ·
-4 non-finite loss · 75 stopped by SIGTERM/SIGUSR1 after a checkpoint (resume with --resume auto). The heavy layers
+errors to the documented exit codes: 0 ok · 1 unexpected internal error · 2 usage/config error (also an output that
+cannot be written, or a run directory in use) · 3 data error · 4 non-finite loss · 74 a read or write failed mid-run ·
+75 stopped by SIGTERM/SIGUSR1 after a checkpoint (resume with --resume auto). The heavy layers
 (torch and timm: seconds to import) load only once the spec is valid, so a mistyped flag is refused without them (not
 by finetune, whose spec is read from its --init checkpoint).
 """

@@ -7,12 +7,12 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from rich.console import Console
 
-from videomae_cli.errors import StorageError, VideoMAEError, describe_os_error
+from videomae_cli.errors import ConfigError, StorageError, VideoMAEError, describe_os_error
 
 if TYPE_CHECKING:
     from videomae_cli.progress import Reporter
@@ -53,6 +53,30 @@ def user_errors(flags: Mapping[str, tuple[str, Any]] | None = None) -> Iterator[
             raise  # under torchrun, main()'s @record hands this rank's traceback to the launcher's failure report
         stderr.print(f"internal error: {type(e).__name__}: {e} (set VIDEOMAE_DEBUG=1 for the traceback)", markup=False)
         raise typer.Exit(1) from None
+
+
+def check_output(path: Path, field: str, kind: Literal["dir", "file"]) -> None:
+    """Refuse, before anything runs, an output the command could not write: ConfigError (exit 2) naming `field`, the
+    path and why: a file where a folder is needed or the other way round (or a device: outputs are renamed into
+    place, never written through), a path under a file (`/dev/null/x`), a folder this process may not write to
+    (read-only file system, permissions). Creates nothing; a write that fails later is a StorageError (exit 74)."""
+    if kind == "dir" and os.path.lexists(path) and not os.path.isdir(path):
+        what = "a file, not a directory" if os.path.isfile(path) else "not a directory"
+        raise ConfigError(f"{field}: {path} is {what}")
+    if kind == "file" and os.path.isdir(path):
+        raise ConfigError(f"{field}: {path} is a directory, not a file")
+    if kind == "file" and os.path.lexists(path) and not os.path.isfile(path):
+        raise ConfigError(f"{field}: {path} is not a regular file (outputs are written beside it and renamed over it)")
+    folder = path if kind == "dir" else path.parent
+    while not os.path.lexists(folder) and folder != folder.parent:
+        folder = folder.parent  # the nearest one that exists: the rest is created under it
+    if not os.path.isdir(folder):
+        raise ConfigError(f"{field}: cannot create {path}: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        read_only = hasattr(os, "statvfs") and os.statvfs(folder).f_flag & os.ST_RDONLY
+        reason = "Read-only file system" if read_only else "Permission denied"
+        where = f"to {path}" if folder == path else f"{path}: {folder}"
+        raise ConfigError(f"{field}: cannot write {where}: {reason}")
 
 
 _FIELD_REFERENCE = re.compile(r"`([a-z_][a-z0-9_.]*)(?:=([^`]*))?`")

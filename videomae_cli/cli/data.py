@@ -11,6 +11,7 @@ from rich.console import Console
 
 from videomae_cli.cli.common import (
     app,
+    check_output,
     reporting,
     stderr,
     user_errors,
@@ -133,6 +134,7 @@ def prepare_data(
     with user_errors(flags):
         # The spec is checked before the video libraries load: a typo costs no import time.
         spec = resolve_spec(PrepareSpec, flags=flags)
+        check_output(spec.out, "out", "dir")
         from videomae_cli.data.prepare.outputs import REPORT_FILE
         from videomae_cli.data.prepare.pipeline import prepare_data
         from videomae_cli.ui.tables import prepare_summary

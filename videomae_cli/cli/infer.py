@@ -15,6 +15,7 @@ from videomae_cli.cli.common import (
     ProgressOpt,
     WorkersOpt,
     app,
+    check_output,
     inference_flags,
     reporting,
     stderr,
@@ -79,10 +80,15 @@ def evaluate(
     }
     with user_errors(flags):
         spec = resolve_spec(EvaluateSpec, flags=flags)
+        if spec.report is not None:
+            check_output(spec.report, "report", "file")
         # the request is valid: now load torch (see the module docstring)
+        from videomae_cli.infer.evaluate import default_report_path
         from videomae_cli.infer.evaluate import evaluate as run_evaluation
         from videomae_cli.ui.tables import per_class_table, report_table
 
+        if spec.report is None:
+            check_output(default_report_path(spec.checkpoint), "report", "file")
         with reporting(spec.progress) as reporter:
             result = run_evaluation(spec, reporter)
         console = Console(highlight=False)
@@ -144,6 +150,8 @@ def predict(
     }
     with user_errors(flags):
         spec = resolve_spec(PredictSpec, flags=flags)
+        if spec.json_path is not None:
+            check_output(spec.json_path, "json_path", "file")
         # the request is valid: now load torch (see the module docstring)
         from videomae_cli.infer.predict import predict as run_prediction
 
@@ -244,6 +252,7 @@ def embed(
         if out is None:
             raise ConfigError("--out: required (videomae embed CKPT INPUT... --out FILE.safetensors)")
         spec = resolve_spec(EmbedSpec, flags=flags)
+        check_output(spec.out, "out", "file")  # and OUT.parts/ beside it
         # the request is valid: now load torch (see the module docstring)
         from videomae_cli.infer.embed import embed as run_embedding
         from videomae_cli.infer.embed import index_path

@@ -12,6 +12,7 @@ from rich.console import Console
 from videomae_cli.cli.common import (
     SetOpt,
     app,
+    check_output,
     user_errors,
 )
 
@@ -50,16 +51,19 @@ def convert(
     inferred from the weights (and config.json or the saved training args); override any field with --set. Head
     counts are never guessed: where SRC does not record them, convert stops and names the fields to --set."""
     from videomae_cli.errors import ConfigError
-    from videomae_cli.interop.convert import convert as run_conversion
-    from videomae_cli.interop.convert import save_conversion
-    from videomae_cli.interop.settings import MissingSettings
-    from videomae_cli.ui.tables import summary_table
 
     with user_errors():
         if out.suffix != ".safetensors":
             raise ConfigError(f"--out: {out} must end in .safetensors")
+        check_output(out, "--out", "file")
         if out.exists() and not overwrite:
             raise ConfigError(f"--out: {out} exists (pass --overwrite to replace it)")
+        # the request is valid: now load torch
+        from videomae_cli.interop.convert import convert as run_conversion
+        from videomae_cli.interop.convert import save_conversion
+        from videomae_cli.interop.settings import MissingSettings
+        from videomae_cli.ui.tables import summary_table
+
         try:
             conversion = run_conversion(src, sets)
         except MissingSettings as e:
@@ -115,16 +119,19 @@ def export(
 ) -> None:
     """Export a checkpoint for HF transformers, the official VideoMAE code, or ONNX, and say what the receiving
     library needs to know (input layout, normalisation)."""
-    from videomae_cli.checkpoint import load_checkpoint
     from videomae_cli.errors import ConfigError
-    from videomae_cli.interop.export import export as run_export
 
     suffixes = {"official": ".pth", "onnx": ".onnx"}
     with user_errors({"format": ("--format", fmt)}):
         if fmt in suffixes and out.suffix != suffixes[fmt]:
             raise ConfigError(f"--out: {out} must end in {suffixes[fmt]} for --format {fmt}")
+        check_output(out, "--out", "dir" if fmt == "hf" else "file")
         if out.exists() and not overwrite:
             raise ConfigError(f"--out: {out} exists (pass --overwrite to replace it)")
+        # the request is valid: now load torch
+        from videomae_cli.checkpoint import load_checkpoint
+        from videomae_cli.interop.export import export as run_export
+
         result = run_export(load_checkpoint(checkpoint), fmt, out)
         typer.echo(f"wrote {result.path} ({result.target})")
         for note in result.notes:

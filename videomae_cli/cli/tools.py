@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from videomae_cli.cli.common import app, in_flag_terms, user_errors
+from videomae_cli.cli.common import app, check_output, in_flag_terms, user_errors
 
 if TYPE_CHECKING:
     from videomae_cli.doctor import Check
@@ -132,6 +132,7 @@ def visualize_mask(
             missing = "--video" if video is None else "--out"
             raise ConfigError(f"{missing}: required (videomae visualize-mask [CKPT] --video FILE --out FILE.png)")
         spec = resolve_spec(VisualizeSpec, flags=flags)
+        check_output(spec.out, "out", "file")
         # the request is valid: now load torch (see the package docstring)
         from videomae_cli.viz import compute, render
 

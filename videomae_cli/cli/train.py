@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ from videomae_cli.cli.common import (
     TrainPrecisionOpt,
     WorkersOpt,
     app,
+    check_output,
     common_run_flags,
     reporting,
     user_errors,
@@ -116,12 +118,14 @@ def pretrain(
         if print_config:
             typer.echo(spec_to_yaml(spec), nl=False)
             return
+        check_output(spec.run.out, "run.out", "dir")
         # the request is valid: now load torch (see the module docstring)
         from videomae_cli.train.distributed import detect, process_group
         from videomae_cli.train.loop import train
         from videomae_cli.train.pretrain import setup
 
-        with reporting(spec.run.progress, detect().rank) as reporter, process_group():
+        rank = detect().rank
+        with reporting(spec.run.progress, rank) as reporter, process_group(), _holding(spec.run.out, rank):
             train(setup(spec, argv=["videomae", *sys.argv[1:]]), reporter)
 
 
@@ -194,5 +198,15 @@ def finetune(
         if print_config:
             typer.echo(spec_to_yaml(spec), nl=False)
             return
-        with reporting(spec.run.progress, detect().rank) as reporter, process_group():
+        check_output(spec.run.out, "run.out", "dir")
+        rank = detect().rank
+        with reporting(spec.run.progress, rank) as reporter, process_group(), _holding(spec.run.out, rank):
             train(setup(spec, reporter, argv=["videomae", *sys.argv[1:]]), reporter)
+
+
+def _holding(out: Path, rank: int) -> contextlib.AbstractContextManager[object]:
+    """The run directory's lock (train/lock.py), taken by rank 0 before anything else runs, so a second run on the
+    same directory is refused before it reads a checkpoint or writes a file; train() then holds it on (nested)."""
+    from videomae_cli.train.lock import hold_run_directory
+
+    return hold_run_directory(out) if rank == 0 else contextlib.nullcontext()

@@ -31,25 +31,28 @@ class _Layers:
     def set(self, path: str, value: Any, source: str) -> None:
         keys = path.split(".")
         if not all(keys):
-            raise ConfigError(f"{source}: {path!r} is not a key path like model.depth")
+            raise ConfigError(one_line(f"{source}: {path!r} is not a key path like model.depth"))
         node = self.data
         for i, key in enumerate(keys[:-1]):
             child = node.setdefault(key, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"{'.'.join(keys[: i + 1])}: is a value, not a section (from {source})")
+                raise ConfigError(one_line(f"{'.'.join(keys[: i + 1])}: is a value, not a section (from {source})"))
             node = child
         if keys == ["model", "name"]:
             self._forget_size_fields_from_files()
         node[keys[-1]] = value
         self.sources[path] = source
 
-    def merge(self, tree: dict[str, Any], source: str, prefix: str = "") -> None:
+    def merge(self, tree: dict[str, Any], source: str, prefix: str = "", _above: frozenset[int] = frozenset()) -> None:
         """Set every leaf of `tree`, model.name first so a file's own explicit shape fields win over its size."""
+        above = _above | {id(tree)}  # the sections being merged: a YAML alias can make one hold itself
         items = sorted(tree.items(), key=lambda kv: kv[0] != "name")
         for key, value in items:
             path = f"{prefix}{key}"
             if isinstance(value, dict) and value:
-                self.merge(value, source, prefix=f"{path}.")
+                if id(value) in above:
+                    raise ConfigError(one_line(f"{path}: a YAML alias to a section that holds it (from {source})"))
+                self.merge(value, source, f"{path}.", above)
             else:
                 self.set(path, value, source)
 
@@ -72,21 +75,40 @@ class _Layers:
         return None
 
 
+def one_line(text: str) -> str:
+    """`text` as one line: line breaks and other unprintable characters (which a key or a value may hold) escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+# Besides YAMLError, PyYAML's constructors raise plain errors for bad tagged or implicit scalars (`!!int x`,
+# `!!bool maybe`, a date like 2001-02-30, an integer of more than 4300 digits), and deep nesting exhausts the stack.
+_PARSE_ERRORS = (yaml.YAMLError, ValueError, TypeError, KeyError, AttributeError, IndexError, RecursionError)
+
+
+def _parse_error(error: Exception) -> str:
+    """Why a YAML/JSON text did not parse, on one line."""
+    if isinstance(error, RecursionError):
+        return "nested too deeply"
+    lines = str(error).strip().splitlines()
+    return one_line(lines[0] if lines else type(error).__name__)
+
+
 def load_config_file(path: Path) -> dict[str, Any]:
     """A YAML or JSON mapping from `path`; errors name the file."""
     try:
         text = Path(path).read_text()
     except OSError as e:
-        raise ConfigError(f"--config {path}: cannot read ({e.strerror})") from None
+        raise ConfigError(one_line(f"--config {path}: cannot read ({e.strerror})")) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(one_line(f"--config {path}: not UTF-8 text (byte {e.start})")) from None
     try:
         tree = json.loads(text) if str(path).endswith(".json") else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as e:
-        first = str(e).splitlines()[0]
-        raise ConfigError(f"--config {path}: not valid YAML/JSON ({first})") from None
+    except _PARSE_ERRORS as e:
+        raise ConfigError(one_line(f"--config {path}: not valid YAML/JSON ({_parse_error(e)})")) from None
     if tree is None:
         return {}
     if not isinstance(tree, dict):
-        raise ConfigError(f"--config {path}: must hold a mapping of sections (model:, mask:, ...)")
+        raise ConfigError(one_line(f"--config {path}: must hold a mapping of sections (model:, mask:, ...)"))
     tree.pop("meta", None)  # spec.yaml files carry run metadata that is not part of the spec
     return tree
 
@@ -95,10 +117,10 @@ def parse_set(item: str) -> tuple[str, Any]:
     """`key.path=value` → (path, value), the value read as YAML (numbers, booleans, lists, null)."""
     path, sep, raw = item.partition("=")
     if not sep or not path.strip():
-        raise ConfigError(f"--set {item}: expected key.path=value, e.g. --set model.depth=6")
+        raise ConfigError(one_line(f"--set {item}: expected key.path=value, e.g. --set model.depth=6"))
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except _PARSE_ERRORS:  # not YAML: the text itself (e.g. run.resume=2001-02-30, a folder name)
         value = raw
     return path.strip(), value
 
@@ -114,7 +136,11 @@ def collect_settings(
     if base is not None:
         layers.merge(*base)
     for path in configs or []:
-        layers.merge(load_config_file(path), f"config {path}")
+        tree = load_config_file(path)
+        try:
+            layers.merge(tree, f"config {path}")
+        except RecursionError:  # parsed, but too deep to walk
+            raise ConfigError(one_line(f"--config {path}: not valid YAML/JSON (nested too deeply)")) from None
     for item in sets or []:
         key, value = parse_set(item)
         layers.set(key, value, f"--set {key}")
@@ -157,7 +183,7 @@ def describe_validation_error(error: ValidationError, layers: _Layers) -> str:
     shown = "" if first["type"] in ("extra_forbidden", "value_error") or isinstance(got, dict) else f", got {got!r}"
     source = layers.source_of(field)
     origin = f" (set by {source})" if source else ""
-    return f"{field}: {message}{shown}{origin}"
+    return one_line(f"{field}: {message}{shown}{origin}")
 
 
 def spec_to_yaml(spec: BaseModel, extra: dict[str, Any] | None = None) -> str:

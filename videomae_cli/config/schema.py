@@ -59,7 +59,7 @@ class ModelSpec(Strict):
     def _fill_from_size(cls, data: Any) -> Any:
         if isinstance(data, dict):
             name = data.get("name", "tiny")
-            if name in SIZES:
+            if isinstance(name, str) and name in SIZES:  # anything else is refused by the `name` field itself
                 data = {**SIZES[name], **data}
         return data
 
@@ -276,12 +276,12 @@ def check_geometry(model: ModelSpec, data: DataSpec, optim: OptimSpec) -> None:
         )
 
 
-VIEWS_PATTERN = re.compile(r"^([1-9]\d*)x([13])$")
+VIEWS_PATTERN = re.compile(r"([1-9][0-9]{0,5})x([13])")  # whole text (fullmatch); at most 999999 clips
 
 
 def check_views(views: str | None) -> None:
     """CLIPSxCROPS with 1 or 3 crops (None: the checkpoint's default)."""
-    if views is not None and not VIEWS_PATTERN.match(views):
+    if views is not None and not VIEWS_PATTERN.fullmatch(views):
         raise ValueError(f"views: expected CLIPSxCROPS with 1 or 3 crops, e.g. 5x3 or 2x1, got {views!r}")
 
 
@@ -353,7 +353,7 @@ def default_views(data: DataSpec) -> str:
 
 def parse_views(text: str) -> tuple[int, int]:
     """ "5x3" → (5 clips, 3 crops)."""
-    match = VIEWS_PATTERN.match(text)
+    match = VIEWS_PATTERN.fullmatch(text)
     if match is None:
         raise ConfigError(f"views: expected CLIPSxCROPS with 1 or 3 crops, e.g. 5x3 or 2x1, got {text!r}")
     return int(match.group(1)), int(match.group(2))

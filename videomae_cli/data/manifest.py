@@ -7,6 +7,7 @@ relative to a data root (by default the manifest's own folder).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,14 +28,16 @@ class ManifestEntry:
     total: int = -1
 
 
-def _is_int(text: str) -> bool:
-    return text.lstrip("-").isdigit()
+# Labels index a classifier's outputs and name lists: a larger one is a broken file, not a class (and would make
+# lists of that many names).
+MAX_LABEL = 999_999
+_INTEGER = re.compile(r"-?[0-9]{1,18}")  # ASCII digits only ("²".isdigit() is true, int("²") fails), fits int64
 
 
 def _numeric_tail(line: str, count: int) -> tuple[str, list[int]] | None:
     """(path, the last `count` columns as ints), or None when they are not all integers."""
     parts = line.rsplit(" ", count)
-    if len(parts) != count + 1 or not all(_is_int(p) for p in parts[1:]):
+    if len(parts) != count + 1 or not all(_INTEGER.fullmatch(p) for p in parts[1:]):
         return None
     return parts[0], [int(p) for p in parts[1:]]
 
@@ -46,6 +49,8 @@ def read_manifest(path: Path, root: Path | None = None) -> list[ManifestEntry]:
         lines = [line.strip() for line in Path(path).read_text().splitlines()]
     except OSError as e:
         raise ConfigError(f"data.source: cannot read {path} ({e.strerror})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"data.source: {path}: not UTF-8 text (byte {e.start})") from None
     base = Path(root) if root is not None else Path(path).parent
     numbered = [(n, line) for n, line in enumerate(lines, 1) if line and not line.startswith("#")]
     if not numbered:
@@ -57,6 +62,10 @@ def read_manifest(path: Path, root: Path | None = None) -> list[ManifestEntry]:
         if parsed is None:
             raise ConfigError(f"data.source: {path}:{number}: expected 'PATH LABEL' or 'PATH START TOTAL'")
         video, values = parsed
+        if "\x00" in video:
+            raise ConfigError(f"data.source: {path}:{number}: the path holds a NUL character")
+        if columns == 1 and values[0] > MAX_LABEL:
+            raise ConfigError(f"data.source: {path}:{number}: label {values[0]} is over {MAX_LABEL}")
         location = Path(video) if Path(video).is_absolute() else base / video
         entry = ManifestEntry(location, 0, *values) if columns == 2 else ManifestEntry(location, values[0])
         entries.append(entry)
@@ -98,6 +107,7 @@ def class_names(folder: Path, count: int) -> list[str]:
     """Names of labels 0..count-1 from the classes.json in `folder` (as prepare-data writes it), else the numbers."""
     try:
         named = json.loads((Path(folder) / CLASSES_FILE).read_text())["classes"]
-        return [named.get(str(i), str(i)) for i in range(max(count, len(named)))]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        names = [named.get(str(i)) for i in range(max(count, len(named)))]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return [str(i) for i in range(count)]
+    return [name if isinstance(name, str) else str(i) for i, name in enumerate(names)]

@@ -13,6 +13,7 @@ fail on files PyAV reads, and a video that passes only PyAV's check would still 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -24,6 +25,7 @@ import av
 import numpy as np
 
 from videomae_cli.data.video import VideoError, open_video
+from videomae_cli.errors import StorageError
 
 if TYPE_CHECKING:
     from videomae_cli.config.schema import SyntheticScene
@@ -244,6 +246,8 @@ def _check_decodes_to_end(container: av.container.InputContainer, stream: av.Vid
 # Visually near-lossless at a modest size; "veryfast" keeps a dataset-wide transcode bound by decoding, not encoding.
 _H264_OPTIONS = {"crf": "18", "preset": "veryfast"}
 _FALLBACK_FPS = Fraction(25)
+# Errors only a write can raise, and that say the output is full or unwritable, not that the source is bad.
+_OUTPUT_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS})
 
 
 def resized_dims(width: int, height: int, short_side: int) -> tuple[int, int]:
@@ -256,7 +260,8 @@ def transcode_video(src: str, dst: str, short_side: int, threads: int = 1) -> st
     """Re-encode `src` as an H.264 mp4 at `dst`: short side `short_side`, same frame rate, no audio.
 
     Returns None on success, else the problem. `dst` only ever appears complete (written under a temporary name, then
-    renamed), so an existing `dst` means a finished transcode.
+    renamed), so an existing `dst` means a finished transcode. A full disk (or quota, file size limit, read-only file
+    system) is no fault of this video and would fail every later one too: it raises StorageError (exit 74) instead.
     """
     try:
         with av.open(src, metadata_errors="ignore") as container:
@@ -269,6 +274,13 @@ def transcode_video(src: str, dst: str, short_side: int, threads: int = 1) -> st
                 for frame in container.decode(stream)
             )
             _write_h264_atomic(dst, frames, width, height, rate, threads)
+    except OSError as e:
+        if e.errno not in _OUTPUT_FULL:
+            return f"transcode failed: {_short(e)}"
+        reason = e.strerror or str(e)
+        raise StorageError(
+            f"cannot write {dst}: {reason}; the finished transcodes are kept: free space and run prepare-data again"
+        ) from None
     except Exception as e:  # as in probe_video: one odd file must not abort a dataset-wide transcode
         return f"transcode failed: {_short(e)}"
     return None

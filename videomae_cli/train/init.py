@@ -14,9 +14,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
-from videomae_cli.checkpoint import read_spec_json, weights_file
+from videomae_cli.checkpoint import DamagedCheckpoint, inspect_weights, load_state, weights_file
 from videomae_cli.config.schema import FinetuneSpec
 from videomae_cli.errors import ConfigError
 from videomae_cli.models.classifier import VideoClassifier, classifier_names_from_pretrain
@@ -69,17 +68,16 @@ def checkpoint_file(choice: str) -> Path:
 
 
 def read_init_spec(choice: str) -> tuple[str, dict[str, Any]]:
-    """(kind, spec dict) of the `init` checkpoint, refusing files that are not ours."""
+    """(kind, spec dict) of the `init` checkpoint, after checking the whole file (inspect_weights): fine-tuning from
+    a damaged file, or one whose tensors do not fill its own spec's model, would silently start those layers fresh."""
     path = checkpoint_file(choice)
     try:
-        kind, spec = read_spec_json(path)
-    except ValueError as e:
-        raise ConfigError(f"init: {e}") from None
-    except Exception as e:  # safetensors raises its own error types for files that are not safetensors
-        raise ConfigError(f"init: {path} is not a safetensors checkpoint ({e})") from None
-    if kind not in INIT_KINDS:
-        raise ConfigError(f"init: {path} is a {kind!r} checkpoint; fine-tuning starts from pretrain or classifier")
-    return kind, spec
+        info = inspect_weights(path)
+    except DamagedCheckpoint as e:
+        raise ConfigError(f"init: damaged or not a checkpoint: {path} ({e})") from None
+    if info.kind not in INIT_KINDS:
+        raise ConfigError(f"init: {path} is a {info.kind!r} checkpoint; fine-tuning starts from pretrain or classifier")
+    return info.kind, info.spec_dict
 
 
 def load_init(model: VideoClassifier, spec: FinetuneSpec, reporter: Reporter) -> dict[str, Any]:
@@ -91,7 +89,11 @@ def load_init(model: VideoClassifier, spec: FinetuneSpec, reporter: Reporter) ->
     else:
         kind, saved = read_init_spec(spec.init)
         path = checkpoint_file(spec.init)
-        report = init_from_state(model, load_file(str(path)), kind, saved_grid(saved, model.grid), str(path))
+        try:
+            state = load_state(path)
+        except DamagedCheckpoint as e:
+            raise ConfigError(f"init: damaged or not a checkpoint: {path} ({e})") from None
+        report = init_from_state(model, state, kind, saved_grid(saved, model.grid), str(path))
     reporter.notice(report.summary())
     return asdict(report)
 

@@ -64,7 +64,7 @@ def make_run(
     if spec.run.out is None:
         raise ConfigError("run.out: an output directory is required")
     out = Path(spec.run.out)
-    resume_dir = find_resume_checkpoint(spec, out)
+    resume_dir, resume_notices = resume_point(spec, out, dist_env)
     spec.run.precision, precision_notice = resolve_precision(spec.run.precision, device)
     # Clips per optimizer step, over all ranks.
     global_batch = spec.optim.batch_size * dist_env.world_size * spec.optim.accum_steps
@@ -93,11 +93,29 @@ def make_run(
         meta=run_metadata(argv, backend),
         dist=dist_env,
         train_model=train_model,
-        notices=[precision_notice] if precision_notice else [],
+        notices=([precision_notice] if precision_notice else []) + resume_notices,
     )
     if resume_dir is not None:
         restore(run, resume_dir)
     return run
+
+
+def resume_point(spec: TrainSpec, out: Path, dist_env: DistEnv) -> tuple[Path | None, list[str]]:
+    """The checkpoint to resume from and the notices about damaged ones passed over. Rank 0 checks the checkpoints
+    and every rank takes its answer: all resume from the same one, or all refuse with the same line, and the files
+    are hashed once rather than once per rank."""
+    answer: tuple[str | None, list[str], str | None] = (None, [], None)
+    if dist_env.is_main:
+        notices: list[str] = []
+        try:
+            found = find_resume_checkpoint(spec, out, notices)
+            answer = (str(found) if found is not None else None, notices, None)
+        except ConfigError as e:
+            answer = (None, [], str(e))
+    found_name, notices, refusal = distributed.broadcast(answer)
+    if refusal is not None:
+        raise ConfigError(refusal)
+    return (Path(found_name) if found_name is not None else None), notices
 
 
 def run_metadata(argv: list[str] | None, decoder_backend: str) -> dict[str, Any]:

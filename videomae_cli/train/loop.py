@@ -10,6 +10,7 @@ checkpoint and exits with code 75, for `run.resume=auto` to continue exactly.
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import torch
@@ -23,6 +24,7 @@ from videomae_cli.progress import Reporter, format_duration
 from videomae_cli.runtime import autocast_for
 from videomae_cli.train import distributed
 from videomae_cli.train.guards import BAD_VIDEOS, BadClipLog, StopRequest, ensure_finite, stop_requested
+from videomae_cli.train.lock import hold_run_directory
 from videomae_cli.train.parallel import gradient_sync
 from videomae_cli.train.run import Run, describe_run
 from videomae_cli.train.state import MetricsLog, save_run_checkpoint
@@ -31,26 +33,29 @@ from videomae_cli.train.state import MetricsLog, save_run_checkpoint
 def train(run: Run, reporter: Reporter) -> float | None:
     """Run the loop from run.start_step to the last step; returns the last logged loss (None if nothing ran).
 
-    Raises Preempted (exit 75) after writing a checkpoint when SIGTERM or SIGUSR1 arrives.
+    Raises Preempted (exit 75) after writing a checkpoint when SIGTERM or SIGUSR1 arrives, and ConfigError when
+    another live process holds the run directory (train/lock.py).
     """
     spec, out = run.spec, run.out
     metrics = MetricsLog(out / "metrics.jsonl")
-    if run.dist.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "spec.yaml").write_text(spec_to_yaml(spec, run.meta))
-        metrics.truncate_after(run.start_step)
-    reporter.start(spec.kind, run.total_steps, run.start_step, describe_run(run))
-    for notice in run.notices:
-        reporter.notice(notice)
-    if run.start_step >= run.total_steps:
-        reporter.notice(f"{out} is already complete at step {run.start_step}")
-        reporter.close()
-        return None
-    try:
-        with StopRequest() as stop:
-            return _loop(run, reporter, metrics, stop)
-    finally:
-        reporter.close()
+    # Rank 0 creates the run directory and holds its lock to the end: no second run writes to it meanwhile.
+    with hold_run_directory(out) if run.dist.is_main else contextlib.nullcontext() as lock:
+        if run.dist.is_main:
+            (out / "spec.yaml").write_text(spec_to_yaml(spec, run.meta))
+            metrics.truncate_after(run.start_step)
+        reporter.start(spec.kind, run.total_steps, run.start_step, describe_run(run))
+        for notice in [*run.notices, lock.notice if lock else None]:
+            if notice:
+                reporter.notice(notice)
+        if run.start_step >= run.total_steps:
+            reporter.notice(f"{out} is already complete at step {run.start_step}")
+            reporter.close()
+            return None
+        try:
+            with StopRequest() as stop:
+                return _loop(run, reporter, metrics, stop)
+        finally:
+            reporter.close()
 
 
 def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) -> float | None:

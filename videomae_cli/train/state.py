@@ -6,31 +6,41 @@ past its step. Under FSDP the whole state dicts are gathered from the shards to 
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from videomae_cli.checkpoint import (
+    MANIFEST_FILE,
     MODEL_FILE,
+    STATE_FILE,
+    DamagedCheckpoint,
+    atomic_write,
+    check_recorded,
+    inspect_weights,
     list_checkpoints,
+    load_state,
     load_train_state,
     model_metadata,
     prune_checkpoints,
+    read_manifest,
     read_spec_json,
     save_checkpoint,
 )
-from videomae_cli.errors import ConfigError
+from videomae_cli.errors import ConfigError, StorageError
 from videomae_cli.train import distributed
 from videomae_cli.train.distributed import DistEnv
 from videomae_cli.train.run import Run, TrainSpec
 
 
-def find_resume_checkpoint(spec: TrainSpec, out: Path) -> Path | None:
-    """The checkpoint directory to resume from, per run.resume (auto | none | PATH)."""
+def find_resume_checkpoint(spec: TrainSpec, out: Path, notices: list[str] | None = None) -> Path | None:
+    """The checkpoint directory to resume from, per run.resume (auto | none | PATH). `auto` (or PATH naming a run)
+    takes the newest intact checkpoint, adding to `notices` one line about any newer damaged one it passes over; a
+    named checkpoint that is damaged, or a run whose checkpoints all are, is refused (ConfigError)."""
     choice = spec.run.resume
     if choice == "none":
         if list_checkpoints(out):
@@ -40,23 +50,78 @@ def find_resume_checkpoint(spec: TrainSpec, out: Path) -> Path | None:
             )
         return None
     if choice == "auto":
-        found = list_checkpoints(out)
-        return found[-1][1] if found else None
+        return newest_intact(out, notices)
     path = Path(choice)
-    if (path / "train_state.pt").is_file():
+    if (path / STATE_FILE).is_file():
+        problem = checkpoint_problem(path)
+        if problem is not None:
+            raise ConfigError(
+                f"run.resume: damaged or not a checkpoint: {path} ({problem}); "
+                "name an intact one, or pass `run.resume=auto` for the newest intact one"
+            )
         return path
-    found = list_checkpoints(path)
-    if not found:
+    if not list_checkpoints(path):
         raise ConfigError(f"run.resume: no checkpoint found at {path}")
-    return found[-1][1]
+    return newest_intact(path, notices)
+
+
+def newest_intact(run_dir: Path, notices: list[str] | None = None) -> Path | None:
+    """The newest checkpoint of a run that checks out (None when it has none). Starting afresh when every one is
+    damaged would write over them and lose the run, so that is refused instead."""
+    found = list_checkpoints(run_dir)
+    damaged: list[str] = []
+    for _, path in reversed(found):
+        problem = checkpoint_problem(path)
+        if problem is None:
+            if damaged and notices is not None:
+                notices.append(f"warning: {'; '.join(damaged)}; resuming from {path}")
+            return path
+        shared = (run_dir / MODEL_FILE).is_file() and os.path.samefile(run_dir / MODEL_FILE, path / MODEL_FILE)
+        also = f", and so is {run_dir / MODEL_FILE} (the same file) until the next checkpoint" if shared else ""
+        damaged.append(f"checkpoint {path} is damaged ({problem}){also}")
+    if not found:
+        return None
+    raise ConfigError(
+        f"run.resume: every checkpoint of {run_dir} is damaged ({'; '.join(damaged)}); nothing was changed: restore "
+        "them from a copy, or start over in another `run.out`"
+    )
+
+
+def checkpoint_problem(directory: Path) -> str | None:
+    """Why a checkpoint directory cannot be resumed from, or None. With a manifest: each file's recorded size and
+    checksum, then the weights' own description. Written before manifests: what can be checked without one, the
+    weights (inspect_weights) and that train_state.pt loads with weights_only=True."""
+    try:
+        manifest = read_manifest(directory)
+        for name in (MODEL_FILE, STATE_FILE) if manifest is not None else ():
+            if name not in manifest:
+                raise DamagedCheckpoint(f"{MANIFEST_FILE} does not record {name}")
+            check_recorded(directory / name, manifest[name])
+        inspect_weights(directory / MODEL_FILE)
+    except DamagedCheckpoint as e:
+        return str(e)
+    if manifest is None:
+        try:
+            load_train_state(directory)
+        except OSError:
+            raise
+        except Exception as e:  # torch.load's failures have no common type (zip, unpickling, EOF errors)
+            return f"{STATE_FILE} does not load ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    return None
 
 
 def restore(run: Run, checkpoint_dir: Path) -> None:
-    """Load weights and optimizer/scaler/RNG/task state from a checkpoint, after checking it is the same model."""
+    """Load weights and optimizer/scaler/RNG/task state from a checkpoint, after checking it is the same model. The
+    checkpoint's integrity was checked by find_resume_checkpoint (on rank 0 alone: every rank hashing the same files
+    would multiply the reading by the world size)."""
     _, saved = read_spec_json(checkpoint_dir / MODEL_FILE)
     check_same_model(saved, run.spec)
     state = load_train_state(checkpoint_dir)
-    load_states(run, load_file(str(checkpoint_dir / MODEL_FILE), device=str(run.device)), state["optimizer"])
+    try:
+        weights = load_state(checkpoint_dir / MODEL_FILE, str(run.device))
+    except DamagedCheckpoint as e:
+        raise ConfigError(f"run.resume: damaged or not a checkpoint: {checkpoint_dir} ({e})") from None
+    load_states(run, weights, state["optimizer"])
     run.scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"], run.dist)
     run.task.load_state_dict(state.get("task", {}))
@@ -82,6 +147,7 @@ def save_run_checkpoint(run: Run, step: int) -> None:
     rng = distributed.gather(rng_state())  # collectives: every rank takes part
     weights, optimizer = full_states(run)
     distributed.barrier()
+    failure = None
     if run.dist.is_main:
         state = {
             "step": step,
@@ -93,9 +159,17 @@ def save_run_checkpoint(run: Run, step: int) -> None:
             "task": run.task.state_dict(),
         }
         meta = model_metadata(run.task.kind, run.spec.model_dump_json(), step=step, **run.task.metadata())
-        save_checkpoint(run.out, step, weights, meta, state)
-        prune_checkpoints(run.out, run.spec.run.keep_last)
-    distributed.barrier()  # nobody runs ahead (or exits on preemption) before the checkpoint is complete
+        try:
+            save_checkpoint(run.out, step, weights, meta, state)
+        except StorageError as e:
+            failure = str(e)
+        else:
+            prune_checkpoints(run.out, run.spec.run.keep_last)
+    # Also the barrier: nobody runs ahead (or exits on preemption) before the checkpoint is complete, and when the
+    # save failed every rank stops with the same line.
+    failure = distributed.broadcast(failure)
+    if failure is not None:
+        raise StorageError(failure)
 
 
 def _is_sharded(run: Run) -> bool:
@@ -172,4 +246,5 @@ class MetricsLog:
         if not self.path.exists():
             return
         keep = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-        self.path.write_text("".join(line + "\n" for line in keep))
+        text = "".join(line + "\n" for line in keep)
+        atomic_write(self.path, lambda tmp: tmp.write_text(text))  # a kill mid-rewrite must not empty the log

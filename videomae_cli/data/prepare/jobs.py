@@ -95,7 +95,7 @@ def _load_cache(path: Path) -> dict[str, ProbeResult]:
         if data.get("version") != _CACHE_VERSION:
             return {}
         return {key: ProbeResult.from_json(value) for key, value in data["entries"].items()}
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return {}  # no cache, or a damaged one: probing again is always safe
 
 

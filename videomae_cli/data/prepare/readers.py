@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import re
 from pathlib import Path, PurePath
@@ -100,7 +101,7 @@ def _relative_to(path: Path, root: Path) -> PurePath:
 
 
 _ANNOTATION_FILES = {"train": "train.csv", "val": "val.csv", "test": "test.csv"}
-_TWO_INTS = re.compile(r" -?\d+ -?\d+$")
+_TWO_INTS = re.compile(r" -?[0-9]{1,18} -?[0-9]{1,18}$")  # as data/manifest.py reads the columns
 
 
 def _read_annotations(src: Path, root: Path | None) -> Source:
@@ -151,7 +152,7 @@ def _is_kinetics_csv(path: Path) -> bool:
     try:
         with open(path, newline="") as f:
             header = next(csv.reader(f), [])
-    except (OSError, UnicodeDecodeError):
+    except (OSError, UnicodeDecodeError, csv.Error):
         return False
     return tuple(column.strip().lower() for column in header[:4]) == _KINETICS_HEADER
 
@@ -192,15 +193,30 @@ def _kinetics_rows(path: Path) -> list[dict[str, Any]]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         rows = []
-        for number, row in enumerate(reader, 2):
-            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
-            try:
-                float(row["time_start"]), float(row["time_end"])
-            except ValueError:
-                raise ConfigError(f"src: {path}:{number}: time_start/time_end must be numbers") from None
-            split = row.get("split") or path.stem
-            rows.append({**row, "split": _SPLIT_NAMES.get(split.lower())})
+        try:
+            for row in reader:
+                rows.append(_kinetics_row(row, f"{path}:{reader.line_num}", path.stem))
+        except UnicodeDecodeError:
+            raise ConfigError(f"src: {path}: not UTF-8 text") from None
+        except csv.Error as e:
+            raise ConfigError(f"src: {path}:{reader.line_num}: {e}") from None
     return rows
+
+
+def _kinetics_row(row: dict[str | None, Any], where: str, file_split: str) -> dict[str, Any]:
+    """One csv row with stripped lower-case keys, checked times, and a normalised `split`."""
+    # Cells beyond the header's columns (DictReader's key None, a list) are not Kinetics columns.
+    row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}
+    try:
+        times = float(row["time_start"]), float(row["time_end"])
+    except ValueError:
+        times = (math.nan,)
+    if not all(math.isfinite(t) for t in times):
+        raise ConfigError(f"src: {where}: time_start/time_end must be numbers")
+    if "\x00" in row["youtube_id"]:
+        raise ConfigError(f"src: {where}: youtube_id holds a NUL character")
+    split = row.get("split") or file_split
+    return {**row, "split": _SPLIT_NAMES.get(split.lower())}
 
 
 def _ssv2_labels(folder: Path) -> Path | None:
@@ -238,7 +254,7 @@ def _read_ssv2(src: Path, root: Path | None) -> Source:
 def _ssv2_classes(labels: Any, path: Path) -> list[str]:
     try:
         by_index = {int(index): name for name, index in labels.items()}
-    except (AttributeError, ValueError, TypeError):
+    except (AttributeError, ValueError, TypeError, OverflowError):  # OverflowError: int(Infinity)
         raise ConfigError(f"src: {path} must map template names to class indices") from None
     if sorted(by_index) != list(range(len(by_index))):
         raise ConfigError(f"src: {path}: class indices must be 0..{len(by_index) - 1}")
@@ -253,6 +269,8 @@ def _ssv2_items(
     items, problems = [], []
     for entry in entries:
         video_id = str(entry["id"])
+        if "\x00" in video_id:
+            raise ConfigError(f"src: the SSv2 {split} list has an id holding a NUL character")
         path = videos.get(video_id) or root / f"{video_id}.webm"
         name = str(entry.get("template", "")).replace("[", "").replace("]", "")
         if name not in labels:
@@ -265,5 +283,5 @@ def _ssv2_items(
 def _load_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise ConfigError(f"src: cannot read {path} as JSON ({e})") from None

@@ -154,3 +154,13 @@ def test_a_write_that_fails_mid_run_is_one_line_and_exit_74(
     assert result.exit_code == 74, result.output
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {tmp_path}/") and line.endswith(": No space left on device")
+
+
+def test_a_write_that_fails_mid_file_names_the_file(tmp_path: Path) -> None:
+    # A full disk fails f.write() with an OSError that names no file; the one line the user sees must name it.
+    from videomae_cli.errors import describe_os_error, naming
+
+    target = tmp_path / "metrics.jsonl"
+    with pytest.raises(OSError) as info, naming(target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert describe_os_error(info.value) == f"{target}: No space left on device"

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from videomae_cli.config.schema import FinetuneSpec, PretrainSpec
-from videomae_cli.errors import ConfigError, StorageError, describe_os_error
+from videomae_cli.errors import ConfigError, StorageError, describe_os_error, naming
 from videomae_cli.models.factory import build_model
 from videomae_cli.version import __version__
 
@@ -57,14 +57,11 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        if e.filename is None:  # a failed write or fsync names no file: the message must name the one being written
-            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
-        raise
+        with naming(path):
+            write(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
 
 class VideoMAEError(Exception):
     """An error the user can act on. `exit_code` is the process exit status (README: Exit codes)."""
@@ -34,6 +38,18 @@ class StorageError(VideoMAEError):
     from)."""
 
     exit_code = 74
+
+
+@contextlib.contextmanager
+def naming(path: str | Path) -> Iterator[None]:
+    """Give an OSError raised while writing `path` that path: a failed write or flush names no file, and the one line
+    the user sees must say which file ("OUT/metrics.jsonl: No space left on device")."""
+    try:
+        yield
+    except OSError as e:
+        if e.filename is None:
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from e
+        raise
 
 
 def describe_os_error(error: OSError) -> str:

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from videomae_cli.errors import naming
+
 # Beyond this many classes the class names no longer fit next to the heat map; beyond CELL_COUNT_MAX the counts
 # no longer fit inside the cells.
 TICK_LABEL_MAX = 40
@@ -152,7 +154,7 @@ def write_confusion_csv(path: Path, matrix: np.ndarray, class_names: list[str]) 
     matrix = _check_matrix(matrix, class_names)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with naming(path), open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(["true\\predicted", *class_names])
         for name, row in zip(class_names, matrix.tolist(), strict=True):
@@ -233,7 +235,7 @@ def write_predictions_csv(
     ranking = _ranking(probs)[:, : min(top_k, probs.shape[1])]  # [N, k]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    with naming(path), open(path, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(
             ["video", "label", "label_name", "predicted", "predicted_name", "correct", "confidence", f"top{top_k}"]

@@ -14,7 +14,7 @@ import torch
 
 from videomae_cli.checkpoint import list_checkpoints
 from videomae_cli.data.loader import STOP_SIGNALS, BadClip
-from videomae_cli.errors import DataError, NonFiniteLossError
+from videomae_cli.errors import DataError, NonFiniteLossError, naming
 from videomae_cli.progress import Reporter
 from videomae_cli.train import distributed
 from videomae_cli.train.run import Run
@@ -89,7 +89,7 @@ class BadClipLog:
                 continue
             self.seen[bad.path] = bad.reason
             if self.main:
-                with open(self.path, "a") as f:
+                with naming(self.path), open(self.path, "a") as f:
                     f.write(f"{bad.path}\t{bad.reason}\n")
             self.reporter.notice(f"warning: skipped a video that failed to decode: {bad.reason}")
 

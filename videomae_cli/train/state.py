@@ -31,7 +31,7 @@ from videomae_cli.checkpoint import (
     read_spec_json,
     save_checkpoint,
 )
-from videomae_cli.errors import ConfigError, StorageError
+from videomae_cli.errors import ConfigError, StorageError, naming
 from videomae_cli.train import distributed
 from videomae_cli.train.distributed import DistEnv
 from videomae_cli.train.run import Run, TrainSpec
@@ -238,7 +238,7 @@ class MetricsLog:
         self.path = path
 
     def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a") as f:
+        with naming(self.path), open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def truncate_after(self, step: int) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 from videomae_cli.data.manifest import CLASSES_FILE
 from videomae_cli.data.prepare.source import Source
+from videomae_cli.errors import naming
 
 SPLITS = ("train", "val", "test")
 REPORT_FILE = "report.json"
@@ -38,8 +39,9 @@ def write_outputs(out: Path, source: Source, rows: dict[str, list[tuple[Path, in
 def write_text(path: Path, text: str) -> None:
     """Write via a temporary file and a rename, so a reader never sees half a manifest."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    temp.write_text(text)
-    os.replace(temp, path)
+    with naming(path):
+        temp.write_text(text)
+        os.replace(temp, path)
 
 
 def write_json(path: Path, data: Any) -> None:

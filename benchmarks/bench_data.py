@@ -5,18 +5,26 @@ only those, the multi-scale crop resized to 224 (and 112 as a second config), pl
 
 - ours: `SampledClips(VideoClips(...))` through `train_loader` (the training loader), for every backend in
   `available_backends()`: uint8 clips, normalised later on the training device;
-- official: a reimplementation of the official VideoMAE V1 pretraining loader (`VideoMAE` dataset +
-  `DataAugmentationForVideoMAE`): decord `VideoReader(path, num_threads=1)`, `get_batch(frame_id_list).asnumpy()`
-  of the V1 sampler's indices, every frame to a PIL image, GroupMultiScaleCrop (PIL crop, then PIL bilinear resize,
-  per frame), Stack, ToTorchFormatTensor (float / 255), GroupNormalize (in place, channel by channel), the tube mask,
-  default collate: float32 clips, as officially.
+- official: a reimplementation of the official VideoMAE V1 pretraining loader (official_v1.py: decord
+  `get_batch`, PIL GroupMultiScaleCrop, float normalise, tube mask, default collate), the reference, unchanged for
+  every set and for original and prepared files alike.
 
-Videos: N (default 16) 320×240, 10 s at 30 fps, H.264 yuv420p (GOP 60, crf 23, x264 preset medium, B-frames) of
-synthetic "natural-ish" content (a panning textured background, moving soft blobs, film grain; ~350-400 kbit/s),
-generated once and cached (`--videos DIR`, default a folder in the temp dir named after the encoding parameters).
+Video sets (video_sets.py; N videos each, `--count`, default 8; 10 s of synthetic "natural-ish" content: a panning
+textured background, moving soft blobs, film grain; H.264 yuv420p, crf 23, x264 preset medium), generated once and
+cached in the temp dir (or `--videos DIR`) in a folder named after every encoding parameter:
 
-Each measurement (implementation, backend, crop size, worker count) runs in its own subprocess (`--worker ...`), so
-no side inherits another's imports, allocator state or decoder threads; the sides rotate which goes first from
+- `320x240`: 320×240, 30 fps, GOP 60, B-frames (the first version's set: crops 224 and 112, 0/1/2 workers);
+- `720p-b`: 1280×720, 30 fps, GOP 250, B-frames (x264's default 3); `720p-p`: the same, B-frames off (all P);
+- `1080p-b`: 1920×1080, 25 fps, GOP 250, B-frames.
+
+The three real-resolution sets (crop 224, 0 and 2 workers) are also timed as prepared by the tool itself: `videomae
+prepare-data SRC --out OUT --resize-short 320 --format folders` in a subprocess, with whatever transcoding defaults it
+has (reused while the videomae_cli sources are unchanged); and, for bytes only, re-encoded here at the same short side
+as the tool used to (libx264 crf 18, preset veryfast, default keyint, no tune, area downscale). Every file set is
+inspected with PyAV: size, GOP (most frames between keyframes), B-frames or not, x264's settings, bytes.
+
+Each measurement (files, implementation, backend, crop size, worker count) runs in its own subprocess (`--worker`),
+so no side inherits another's imports, allocator state or decoder threads; the sides rotate which goes first from
 round to round, because other processes share the CPU. A measurement: a DataLoader of batches of 8 (0 workers: loaded
 in the main process), 2 untimed batches per worker, then batches until `--seconds` have passed; clips/s over rounds
 (min/median/max) and per worker, and the CPU time per clip of all the loading processes (main + workers, all
@@ -24,18 +32,29 @@ threads). Every loading process uses one torch thread (DataLoader workers do by 
 to 1), so "per worker" means per core. "others CPU" is the largest share of the machine's CPU that other processes
 used during a measurement (from /proc/stat): it says how far to trust the medians.
 
-Before timing, one check that both sides do the same work: on the same frames and crop window, the official float
-clip (de-normalised) and ours (uint8) must agree to within 2 levels of 255 (PIL and torchvision may round differently).
+`--quick` is a smoke run (~2 min on 2 cores, encoding included): 2 videos of 2 s per set, crop 224, 0 workers (and 2
+on the 320×240 set), batches of 2, 1 round of 1 s windows, each side's measurements one after the other in one
+subprocess (~25 interpreter starts would be most of it). Its numbers say little: a clip's 64-frame span then covers
+about the whole video, so there is nothing for seeking to skip.
 
-    python benchmarks/bench_data.py                             # the full run (~8 min on 2 cores, +35 s to encode)
-    python benchmarks/bench_data.py --quick                     # a smoke run: 2 videos, 1 round, short windows
-    python benchmarks/bench_data.py --sizes 224 --workers 0,2 --rounds 5 --json /tmp/bench_data.json
-    python benchmarks/bench_data.py --videos /tmp/bench_videos  # keep the generated videos in a folder of your own
+Then the targets, from the medians of the same run ("ours" = our fastest backend in that cell, named in the row):
+ours on the prepared copies ≥ 4× official on the original 720p/1080p files; ≥ 1.5× official on the same prepared
+files; ≥ 1.3× official on the original long-GOP files with B-frames; ≥ 1.0× on the original all-P files; the prepared
+copies' bytes ≤ 1.5× the plain x264 transcode's.
+
+Before timing, one check per file set that both sides do the same work: on the same frames and crop window, the
+official float clip (de-normalised) and ours (uint8) must agree to within 2 levels of 255.
+
+    python benchmarks/bench_data.py                        # everything: ~45 min on 2 cores, +~10 min the first time
+    python benchmarks/bench_data.py --quick                # the smoke run
+    python benchmarks/bench_data.py --sets 320x240 --sizes 224 --workers 0,2 --rounds 5 --json /tmp/bench_data.json
+    python benchmarks/bench_data.py --sets 720p-b,1080p-b --videos /tmp/bench_videos  # cache the videos there
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -44,20 +63,36 @@ import subprocess
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av  # before anything that imports decord (see videomae_cli.data.video)
+import checkout  # noqa: F401  before videomae_cli: this checkout's package (benchmarks/checkout.py)
 import machine  # benchmarks/machine.py: scripts run from this folder
 import numpy as np
 import torch
+import video_sets
+from official_v1 import (
+    MASK_RATIO,
+    NUM_FRAMES,
+    PATCH,
+    SAMPLING_RATE,
+    SEED,
+    TUBELET,
+    GroupMultiScaleCrop,
+    group_normalize,
+    official_loader,
+    stack,
+    to_torch_format_tensor,
+)
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
+from video_sets import SETS, VideoSet
 
+import videomae_cli
 from videomae_cli.config.schema import DataSpec, MaskSpec
 from videomae_cli.data.clips import VideoClips
-from videomae_cli.data.loader import EpochSampler, SampledClips, train_loader
+from videomae_cli.data.loader import SampledClips, train_loader
 from videomae_cli.data.manifest import ManifestEntry
 from videomae_cli.data.sampling import pretrain_indices
 from videomae_cli.data.transforms import MultiScaleCrop, crop, resize_clip
@@ -66,244 +101,58 @@ from videomae_cli.masking import MaskGenerator
 from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD
 from videomae_cli.models.vit import TokenGrid
 
-NUM_FRAMES = 16
-SAMPLING_RATE = 4
-PATCH, TUBELET = 16, 2
-MASK_RATIO = 0.9
-SEED = 0
 OFFICIAL = "official"
-
-# The generated videos; the cache folder's name carries every parameter, so a change makes a new folder.
-WIDTH, HEIGHT, FPS, SECONDS = 320, 240, 30, 10
-GOP, CRF, PRESET = 60, 23, "medium"
-GENERATOR_VERSION = 1
+ORIGINAL, PREPARED, DEFAULT_X264 = "original", "prepared", "x264-default"
+REAL_SIZES, REAL_WORKERS = [224], [0, 2]  # the real-resolution sets' cases (the 320×240 set: --sizes, --workers)
 
 
-# ------------------------------------------------------------------------------------------------------ the videos
-
-
-def _smooth_noise(rng: np.random.Generator, height: int, width: int, cell: int) -> np.ndarray:
-    """float32 [height, width, 3] in [0, 1]: random values on a `cell`-pixel grid, box-blurred over a cell."""
-    coarse = rng.random((height // cell + 2, width // cell + 2, 3), dtype=np.float32)
-    fine = np.repeat(np.repeat(coarse, cell, 0), cell, 1)[:height, :width]
-    summed = np.pad(fine, ((cell, 0), (cell, 0), (0, 0))).cumsum(0).cumsum(1)
-    return (summed[cell:, cell:] - summed[:-cell, cell:] - summed[cell:, :-cell] + summed[:-cell, :-cell]) / cell**2
-
-
-def natural_frames(seed: int, width: int = WIDTH, height: int = HEIGHT, count: int = FPS * SECONDS):
-    """uint8 [height, width, 3] RGB frames that compress like camera footage: a textured background twice the frame
-    size that the view pans across, three soft coloured blobs moving on their own, and fresh film grain each frame."""
-    rng = np.random.default_rng(seed)
-    texture = 0.6 * _smooth_noise(rng, 2 * height, 2 * width, 32) + 0.3 * _smooth_noise(rng, 2 * height, 2 * width, 8)
-    texture += 0.25 * rng.random((2 * height, 2 * width, 3), dtype=np.float32)
-    texture = (texture - texture.min()) / (texture.max() - texture.min()) * 200 + 20
-    pan_x, pan_y = rng.uniform(-1.5, 1.5, 2)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    blobs = [
-        (
-            rng.uniform(0, width),
-            rng.uniform(0, height),
-            *rng.uniform(-3, 3, 2),
-            rng.uniform(20, 50),
-            rng.uniform(-80, 80, 3),
-        )
-        for _ in range(3)
-    ]
-    for t in range(count):
-        left = int(width / 2 * (1 + 0.9 * np.sin(pan_x * t / 60)))
-        top = int(height / 2 * (1 + 0.9 * np.sin(pan_y * t / 60)))
-        frame = texture[top : top + height, left : left + width].copy()
-        for x, y, dx, dy, radius, colour in blobs:
-            cx, cy = (x + dx * t) % width, (y + dy * t) % height
-            frame += np.exp(-((xs - cx) ** 2 + (ys - cy) ** 2) / (2 * radius**2))[..., None] * colour
-        frame += rng.normal(0, 4, (height, width, 1)).astype(np.float32)
-        yield np.clip(frame, 0, 255).astype(np.uint8)
-
-
-def encode_video(path: Path, seed: int) -> None:
-    """One benchmark video at `path` (written to a temporary name first, so a killed run leaves no half file)."""
-    partial = path.with_suffix(".partial.mp4")
-    with av.open(str(partial), mode="w") as container:
-        stream = container.add_stream("libx264", rate=FPS, options={"crf": str(CRF), "preset": PRESET})
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.codec_context.gop_size = GOP
-        stream.codec_context.time_base = Fraction(1, FPS)
-        for index, pixels in enumerate(natural_frames(seed)):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts = index
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    partial.rename(path)
-
-
-def video_params() -> dict[str, Any]:
-    return {
-        "width": WIDTH,
-        "height": HEIGHT,
-        "fps": FPS,
-        "seconds": SECONDS,
-        "codec": "libx264",
-        "pix_fmt": "yuv420p",
-        "gop": GOP,
-        "crf": CRF,
-        "preset": PRESET,
-        "generator": GENERATOR_VERSION,
-    }
+# ------------------------------------------------------------------------ the 320×240 set, as bench_e2e.py uses it
 
 
 def default_video_dir() -> Path:
-    p = video_params()
-    name = f"videomae_bench_data_{p['width']}x{p['height']}_{p['fps']}fps_{p['seconds']}s_gop{p['gop']}_crf{p['crf']}"
-    return Path(tempfile.gettempdir()) / f"{name}_{p['preset']}_v{p['generator']}"
+    """The cache folder of the 320×240 set."""
+    return video_sets.default_root() / SETS["320x240"].folder_name()
 
 
 def prepare_videos(folder: Path, count: int) -> list[Path]:
-    """The first `count` benchmark videos in `folder`, encoding those not there yet."""
-    folder.mkdir(parents=True, exist_ok=True)
-    meta = folder / "params.json"
-    if meta.exists() and json.loads(meta.read_text()) != video_params():
-        raise SystemExit(f"{folder} holds videos made with other parameters ({meta}); pick another --videos folder")
-    meta.write_text(json.dumps(video_params(), indent=2) + "\n")
-    paths = [folder / f"video_{i:03d}.mp4" for i in range(count)]
-    for i, path in enumerate(paths):
-        if not path.exists():
-            start = time.perf_counter()
-            encode_video(path, seed=1000 + i)
-            sys.stderr.write(f"encoded {path.name} in {time.perf_counter() - start:.1f}s\n")
-    return paths
+    """The first `count` 320×240 benchmark videos in `folder`, encoding those not there yet."""
+    return video_sets.make_originals(SETS["320x240"], folder, count)[0]
 
 
 def describe_videos(paths: list[Path]) -> dict[str, Any]:
-    """Frame count, bitrate and frame sizes of the benchmark videos (from the first one's packets)."""
-    with av.open(str(paths[0])) as container:
-        stream = container.streams.video[0]
-        sizes = [(p.size, p.is_keyframe) for p in container.demux(stream) if p.size]
-    keys = [s for s, key in sizes if key]
-    others = [s for s, key in sizes if not key]
-    return {
-        **video_params(),
-        "count": len(paths),
-        "frames": len(sizes),
-        "kbit_s": statistics.mean(p.stat().st_size for p in paths) * 8 / SECONDS / 1000,
-        "keyframe_kib": statistics.mean(keys) / 1024,
-        "other_frame_kib": statistics.mean(others) / 1024,
-    }
-
-
-# -------------------------------------------------------------------------------- the official V1 loader, rebuilt
-
-
-class GroupMultiScaleCrop:
-    """Official GroupMultiScaleCrop: a (w, h) pair from scales × short side (2-px snap to the size, at most one scale
-    step apart), one of 13 fixed offsets, `random.choice` for both; then PIL crop + bilinear resize of every frame."""
-
-    def __init__(self, size: int, scales: tuple[float, ...] = (1, 0.875, 0.75, 0.66)) -> None:
-        self.size, self.scales, self.max_distort = size, scales, 1
-
-    def __call__(self, frames: list[Image.Image], box: tuple[int, int, int, int] | None = None) -> list[Image.Image]:
-        crop_w, crop_h, left, top = box if box is not None else self.sample_crop(*frames[0].size)
-        cropped = [frame.crop((left, top, left + crop_w, top + crop_h)) for frame in frames]
-        return [frame.resize((self.size, self.size), Image.BILINEAR) for frame in cropped]
-
-    def sample_crop(self, image_w: int, image_h: int) -> tuple[int, int, int, int]:
-        sides = [int(min(image_w, image_h) * scale) for scale in self.scales]
-        sides = [self.size if abs(side - self.size) < 3 else side for side in sides]
-        pairs = [(w, h) for i, h in enumerate(sides) for j, w in enumerate(sides) if abs(i - j) <= self.max_distort]
-        crop_w, crop_h = random.choice(pairs)
-        w_step, h_step = (image_w - crop_w) // 4, (image_h - crop_h) // 4
-        steps = [(0, 0), (4, 0), (0, 4), (4, 4), (2, 2), (0, 2), (4, 2), (2, 4), (2, 0), (1, 1), (3, 1), (1, 3), (3, 3)]
-        left, top = random.choice([(i * w_step, j * h_step) for i, j in steps])
-        return crop_w, crop_h, left, top
-
-
-def stack(frames: list[Image.Image]) -> np.ndarray:
-    """Official Stack(roll=False): the RGB frames concatenated along channels, [H, W, 3T]."""
-    return np.concatenate(frames, axis=2)
-
-
-def to_torch_format_tensor(pixels: np.ndarray) -> torch.Tensor:
-    """Official ToTorchFormatTensor(div=True): [3T, H, W] float in [0, 1]."""
-    return torch.from_numpy(pixels).permute(2, 0, 1).contiguous().float().div(255.0)
-
-
-def group_normalize(tensor: torch.Tensor) -> torch.Tensor:
-    """Official GroupNormalize: mean/std repeated over the frames, applied in place one channel at a time."""
-    repeats = tensor.size(0) // len(IMAGENET_MEAN)
-    for channel, mean, std in zip(tensor, list(IMAGENET_MEAN) * repeats, list(IMAGENET_STD) * repeats, strict=True):
-        channel.sub_(mean).div_(std)
-    return tensor
-
-
-def tube_mask(frames: int, height: int, width: int, ratio: float) -> np.ndarray:
-    """Official TubeMaskingGenerator: one shuffled 0/1 (float) mask per frame, tiled over time, flattened."""
-    per_frame = height * width
-    masked = int(ratio * per_frame)
-    mask = np.hstack([np.zeros(per_frame - masked), np.ones(masked)])
-    np.random.shuffle(mask)
-    return np.tile(mask, (frames, 1)).flatten()
-
-
-class OfficialV1Pretrain(Dataset):
-    """The official V1 pretraining dataset (`VideoMAE` with `DataAugmentationForVideoMAE`), keyed like ours by
-    (epoch, index) so both sides read the same videos in the same order; randomness from the global RNGs, as there."""
-
-    def __init__(self, paths: list[Path], size: int) -> None:
-        self.paths, self.size = paths, size
-        self.new_length, self.new_step = NUM_FRAMES, SAMPLING_RATE
-        self.skip_length = self.new_length * self.new_step
-        self.crop = GroupMultiScaleCrop(size)
-        self.mask_shape = (NUM_FRAMES // TUBELET, size // PATCH, size // PATCH)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, np.ndarray]:
-        import decord
-
-        path = self.paths[key[1]]
-        reader = decord.VideoReader(str(path), num_threads=1)
-        duration = len(reader)
-        offset, skip_offsets = self.sample_train_indices(duration)
-        frames = self.load_frames(reader, duration, offset, skip_offsets)
-        clip = group_normalize(to_torch_format_tensor(stack(self.crop(frames))))  # [3T, H, W]
-        clip = clip.view((self.new_length, 3, *clip.shape[-2:])).transpose(0, 1)  # [3, T, H, W], a view
-        return clip, tube_mask(*self.mask_shape, MASK_RATIO)
-
-    def sample_train_indices(self, duration: int) -> tuple[int, np.ndarray]:
-        """Official `_sample_train_indices` with one segment, no temporal jitter: a 1-based start."""
-        average = duration - self.skip_length + 1
-        if average > 0:
-            start = int(np.random.randint(average))
-        elif duration > self.skip_length:
-            start = int(np.random.randint(duration - self.skip_length + 1))
-        else:
-            start = 0
-        return start + 1, np.zeros(self.skip_length // self.new_step, dtype=int)
-
-    def frame_ids(self, duration: int, offset: int, skip_offsets: np.ndarray) -> list[int]:
-        """Official `_video_TSN_decord_batch_loader` index arithmetic (one segment)."""
-        ids = []
-        for i in range(len(range(0, self.skip_length, self.new_step))):
-            ids.append(offset + int(skip_offsets[i]) - 1 if offset + skip_offsets[i] <= duration else offset - 1)
-            if offset + self.new_step < duration:
-                offset += self.new_step
-        return ids
-
-    def load_frames(self, reader: Any, duration: int, offset: int, skip_offsets: np.ndarray) -> list[Image.Image]:
-        video = reader.get_batch(self.frame_ids(duration, offset, skip_offsets)).asnumpy()
-        return [Image.fromarray(video[i]).convert("RGB") for i in range(len(video))]
-
-
-def official_loader(paths: list[Path], size: int, batch: int, workers: int) -> DataLoader:
-    """The official pretraining DataLoader (default collate and prefetch factor, drop_last), our sample order."""
-    return DataLoader(
-        OfficialV1Pretrain(paths, size),
-        batch_size=batch,
-        sampler=EpochSampler(len(paths), SEED),
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        drop_last=True,
+    """Frame count, bitrate and frame sizes of the 320×240 benchmark videos."""
+    video_set = SETS["320x240"]
+    files = video_sets.describe(paths, video_set.seconds)
+    return {**video_set.params(), "count": files["count"], "frames": files["frames"], "kbit_s": files["kbit_s"]} | (
+        video_sets.frame_sizes(paths[0])
     )
+
+
+# ------------------------------------------------------------------------------------------ the files of a run
+
+
+def make_files(video_set: VideoSet, root: Path, count: int) -> dict[str, dict[str, Any]]:
+    """The set's file sets: the originals, and for a real-resolution set the prepared copies and the default
+    transcode; each {"paths", "seconds" (making them this run; 0 when cached), "describe", ...}."""
+    originals, seconds = video_sets.make_originals(video_set, root / video_set.folder_name(), count)
+    files = {ORIGINAL: {"paths": originals, "seconds": seconds}}
+    if video_set.real:
+        base = f"{video_set.folder_name()}_n{count}_prepared{video_sets.RESIZE_SHORT}_{video_sets.tool_fingerprint()}"
+        paths, run = video_sets.make_prepared(originals, root / base)
+        files[PREPARED] = {"paths": paths, "seconds": 0.0 if run["reused"] else run["seconds"], "prepare_data": run}
+        folder = root / f"{video_set.folder_name()}_x264default{video_sets.RESIZE_SHORT}"
+        paths, seconds = video_sets.make_default_transcodes(originals, folder)
+        files[DEFAULT_X264] = {"paths": paths, "seconds": seconds}
+    for kind, entry in files.items():
+        entry["describe"] = video_sets.describe(entry["paths"], video_set.seconds)
+        sys.stderr.write(
+            f"{video_set.name} {kind}: {len(entry['paths'])} videos, {entry['describe']['bytes'] / 2**20:.1f} MiB"
+            f" (made in {entry['seconds']:.1f}s)\n"
+        )
+    return files
+
+
+# --------------------------------------------------------------------------------------------------- our loader
 
 
 def our_loader(paths: list[Path], backend: str, size: int, batch: int, workers: int) -> DataLoader:
@@ -349,7 +198,7 @@ def check_same_work(path: Path, size: int) -> dict[str, float]:
     diff = (official - ours).abs()
     result.update(ours_vs_official_max=float(diff.max()), ours_vs_official_mean=float(diff.mean()))
     if result["ours_vs_official_max"] > 2:
-        raise SystemExit(f"ours and the official pipeline disagree on the same frames and crop: {result}")
+        raise SystemExit(f"{path}: ours and the official pipeline disagree on the same frames and crop: {result}")
     return result
 
 
@@ -371,18 +220,16 @@ def loader_cpu_seconds(iterator: Any) -> float:
     return time.process_time() + sum(process_cpu_seconds(w.pid) for w in workers)
 
 
-def run_worker(args: argparse.Namespace) -> None:
-    """One measurement: warm-up batches, then batches for `--seconds`; prints one JSON line."""
-    torch.set_num_threads(1)  # as in DataLoader workers: one core per loading process
-    paths = [Path(args.videos) / f"video_{i:03d}.mp4" for i in range(args.count)]
-    if args.impl == OFFICIAL:
+def measure(impl: str, paths: list[Path], size: int, workers: int, seconds: float, batch_size: int) -> dict[str, Any]:
+    """One measurement: warm-up batches, then batches for `seconds`."""
+    if impl == OFFICIAL:
         np.random.seed(SEED)
         random.seed(SEED)
-        loader = official_loader(paths, args.size, args.batch, args.num_workers)
+        loader = official_loader(paths, size, batch_size, workers)
     else:
-        loader = our_loader(paths, args.impl, args.size, args.batch, args.num_workers)
+        loader = our_loader(paths, impl, size, batch_size, workers)
     iterator = iter(loader)
-    warmup = 2 * max(args.num_workers, 1)
+    warmup = 2 * max(workers, 1)
     for _ in range(warmup):
         next(iterator)
     busy_start, cpu_start, start = machine.busy_cpu_seconds(), loader_cpu_seconds(iterator), time.perf_counter()
@@ -391,15 +238,16 @@ def run_worker(args: argparse.Namespace) -> None:
         batch = next(iterator)
         batches += 1
         wall = time.perf_counter() - start
-        if wall >= args.seconds and batches >= 2:
+        if wall >= seconds and batches >= 2:
             break
     busy_end, cpu = machine.busy_cpu_seconds(), loader_cpu_seconds(iterator) - cpu_start
-    first = batch[0] if args.impl == OFFICIAL else batch.clips
-    clips = batches * args.batch
-    result = {
-        "impl": args.impl,
-        "size": args.size,
-        "workers": args.num_workers,
+    first = batch[0] if impl == OFFICIAL else batch.clips
+    clips = batches * batch_size
+    del iterator, loader
+    return {
+        "impl": impl,
+        "size": size,
+        "workers": workers,
         "clips": clips,
         "wall_s": wall,
         "clips_s": clips / wall,
@@ -409,19 +257,26 @@ def run_worker(args: argparse.Namespace) -> None:
         "batch_shape": list(first.shape),
         "batch_dtype": str(first.dtype).removeprefix("torch."),
     }
-    del iterator, loader
-    sys.stdout.write(json.dumps(result) + "\n")
 
 
-def spawn(impl: str, size: int, workers: int, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """Run one measurement subprocess and parse its JSON line."""
-    cmd = [sys.executable, __file__, "--worker", impl, "--size", str(size), "--num-workers", str(workers)]
-    cmd += ["--videos", str(folder), "--count", str(args.count), "--seconds", str(args.seconds)]
-    cmd += ["--batch", str(args.batch)]
+def run_worker(args: argparse.Namespace) -> None:
+    """Worker mode: the measurements in `--cases` (one, but for --quick), one after the other; a JSON line each."""
+    torch.set_num_threads(1)  # as in DataLoader workers: one core per loading process
+    for case in json.loads(args.cases):
+        paths = [Path(line) for line in Path(case["list"]).read_text().splitlines()]
+        result = measure(args.impl, paths, case["size"], case["workers"], args.seconds, args.batch)
+        sys.stdout.write(json.dumps(result) + "\n")
+        sys.stdout.flush()
+
+
+def spawn(impl: str, cases: list[dict[str, Any]], args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Run a measurement subprocess for `cases` ({"list": a file listing the videos, "size", "workers"})."""
+    cmd = [sys.executable, __file__, "--worker", impl, "--cases", json.dumps(cases)]
+    cmd += ["--seconds", str(args.seconds), "--batch", str(args.batch)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
-        raise SystemExit(f"worker {impl} {size} {workers} workers failed:\n{proc.stderr}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+        raise SystemExit(f"worker {impl} on {cases} failed:\n{proc.stderr}")
+    return [json.loads(line) for line in proc.stdout.strip().splitlines()[-len(cases) :]]
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -442,45 +297,143 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def cases(args: argparse.Namespace, video_set: VideoSet) -> tuple[list[int], list[int]]:
+    """(crop sizes, worker counts) timed on a set: --sizes/--workers for the 320×240 set, 224 and 0/2 workers for
+    the real-resolution ones (unless given)."""
+    if video_set.real:
+        return args.real_sizes, args.real_workers
+    return args.sizes, args.workers
+
+
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    """Rotating rounds over every (size, workers) case; returns the JSON-able report."""
-    folder = Path(args.videos) if args.videos else default_video_dir()
+    """Make the files, check, run rotating rounds over every (files, size, workers) case; the JSON-able report."""
     start = time.perf_counter()
-    paths = prepare_videos(folder, args.count)
-    videos = describe_videos(paths)
-    videos["folder"], videos["prepare_s"] = str(folder), time.perf_counter() - start
-    checks = {size: check_same_work(paths[0], size) for size in args.sizes}
+    root = Path(args.videos) if args.videos else video_sets.default_root()
+    chosen = [video_sets.quick(SETS[name]) if args.quick else SETS[name] for name in args.sets]
+    files = {video_set.name: make_files(video_set, root, args.count) for video_set in chosen}
     impls = [*available_backends(), OFFICIAL]
-    runs: dict[tuple[int, int, str], list[dict[str, Any]]] = {}
-    for round_index in range(args.rounds):
-        order = impls[round_index % len(impls) :] + impls[: round_index % len(impls)]
-        for size in args.sizes:
-            for workers in args.workers:
-                for impl in order:
-                    result = spawn(impl, size, workers, folder, args)
-                    runs.setdefault((size, workers, impl), []).append(result)
+    timed = [(s, kind) for s in chosen for kind in (ORIGINAL, PREPARED) if kind in files[s.name]]
+    checks = {
+        f"{s.name}/{kind}": {
+            str(size): check_same_work(files[s.name][kind]["paths"][0], size) for size in cases(args, s)[0]
+        }
+        for s, kind in timed
+    }
+    runs: dict[tuple[str, str, int, int, str], list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench_data_") as lists:
+        listings = {}
+        for s, kind in timed:
+            listings[s.name, kind] = Path(lists) / f"{s.name}_{kind}.txt"
+            listings[s.name, kind].write_text("".join(f"{p}\n" for p in files[s.name][kind]["paths"]))
+        grid = [
+            (s, kind, size, workers) for s, kind in timed for size in cases(args, s)[0] for workers in cases(args, s)[1]
+        ]
+        for round_index in range(args.rounds):
+            order = impls[round_index % len(impls) :] + impls[: round_index % len(impls)]
+            # One subprocess per measurement; --quick: one per side, for the import time of ~25 processes.
+            batches = [[case] for case in grid] if not args.quick else [grid]
+            for cases_, impl in itertools.product(batches, order):
+                listed = [
+                    {"list": str(listings[s.name, kind]), "size": size, "workers": w} for s, kind, size, w in cases_
+                ]
+                for (s, kind, size, workers), result in zip(cases_, spawn(impl, listed, args), strict=True):
+                    runs.setdefault((s.name, kind, size, workers, impl), []).append(result)
                     sys.stderr.write(
-                        f"round {round_index + 1}/{args.rounds} {size}px {workers} workers {impl}: "
+                        f"round {round_index + 1}/{args.rounds} {s.name} {kind} {size}px {workers} workers {impl}: "
                         f"{result['clips_s']:.1f} clips/s (others CPU {result['others_cpu'] or 0:.0%})\n"
                     )
     results = []
-    for size in args.sizes:
-        for workers in args.workers:
-            official = summarize(runs[(size, workers, OFFICIAL)])
-            for impl in impls:
-                side = summarize(runs[(size, workers, impl)])
-                if impl != OFFICIAL:
-                    side["ours_over_official"] = side["median_clips_s"] / official["median_clips_s"]
-                    side["ours_over_official_max"] = side["max_clips_s"] / official["max_clips_s"]
-                results.append({"size": size, "workers": workers, "impl": impl, **side})
+    for s, kind, size, workers in grid:
+        official = summarize(runs[(s.name, kind, size, workers, OFFICIAL)])
+        for impl in impls:
+            side = summarize(runs[(s.name, kind, size, workers, impl)])
+            if impl != OFFICIAL:
+                side["ours_over_official"] = side["median_clips_s"] / official["median_clips_s"]
+                side["ours_over_official_max"] = side["max_clips_s"] / official["max_clips_s"]
+            results.append({"set": s.name, "files": kind, "size": size, "workers": workers, "impl": impl, **side})
+    videos = {
+        s.name: {
+            "params": s.params(),
+            **{kind: {k: v for k, v in entry.items() if k != "paths"} for kind, entry in files[s.name].items()},
+            "folder": str(files[s.name][ORIGINAL]["paths"][0].parent),
+        }
+        for s in chosen
+    }
     return {
         "environment": environment(),
         "videos": videos,
-        "same_work_check": {str(size): check for size, check in checks.items()},
+        "same_work_check": checks,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "wall_s": time.perf_counter() - start,
         "results": results,
+        "targets": targets(chosen, results, videos),
     }
+
+
+# ------------------------------------------------------------------------------------------------------ targets
+
+
+def _cell(results: list[dict[str, Any]], name: str, kind: str, workers: int, ours: bool) -> dict[str, Any] | None:
+    """The 224-px result of the official side, or of our fastest backend (by median), on a set's files."""
+    rows = [
+        r
+        for r in results
+        if (r["set"], r["files"], r["size"], r["workers"]) == (name, kind, 224, workers)
+        and (r["impl"] != OFFICIAL) == ours
+    ]
+    return max(rows, key=lambda r: r["median_clips_s"], default=None)
+
+
+def targets(chosen: list[VideoSet], results: list[dict[str, Any]], videos: dict[str, Any]) -> list[dict[str, Any]]:
+    """The target ratios, per real-resolution set and worker count, from the medians of this run."""
+    speed = [
+        ("ours on prepared vs official on original", PREPARED, ORIGINAL, 4.0, lambda s: True),
+        ("ours vs official on the same prepared files", PREPARED, PREPARED, 1.5, lambda s: True),
+        ("ours vs official on original long-GOP B-frame files", ORIGINAL, ORIGINAL, 1.3, lambda s: s.bframes),
+        ("ours vs official on original all-P files", ORIGINAL, ORIGINAL, 1.0, lambda s: not s.bframes),
+    ]
+    rows = []
+    for what, ours_files, official_files, target, applies in speed:
+        for s in chosen:
+            if not s.real or not applies(s):
+                continue
+            for workers in sorted({r["workers"] for r in results if r["set"] == s.name}):
+                ours = _cell(results, s.name, ours_files, workers, ours=True)
+                official = _cell(results, s.name, official_files, workers, ours=False)
+                if ours is None or official is None:
+                    continue
+                ratio = ours["median_clips_s"] / official["median_clips_s"]
+                rows.append(
+                    {
+                        "what": what,
+                        "set": s.name,
+                        "workers": workers,
+                        "ours": f"{ours['impl']} ({ours_files})",
+                        "reference": f"{OFFICIAL} ({official_files})",
+                        "ratio": ratio,
+                        "target": f">= {target:g}x",
+                        "met": ratio >= target,
+                    }
+                )
+    for s in chosen:
+        if s.real:
+            ratio = videos[s.name][PREPARED]["describe"]["bytes"] / videos[s.name][DEFAULT_X264]["describe"]["bytes"]
+            rows.append(
+                {
+                    "what": "bytes of prepared vs default x264 transcode",
+                    "set": s.name,
+                    "workers": None,
+                    "ours": PREPARED,
+                    "reference": DEFAULT_X264,
+                    "ratio": ratio,
+                    "target": "<= 1.5x",
+                    "met": ratio <= 1.5,
+                }
+            )
+    return rows
+
+
+# ------------------------------------------------------------------------------------------------------- report
 
 
 def environment() -> dict[str, Any]:
@@ -490,6 +443,7 @@ def environment() -> dict[str, Any]:
     import torchvision
 
     return machine.environment(
+        videomae_cli=str(Path(videomae_cli.__file__).parent),
         torch=torch.__version__,
         torchvision=torchvision.__version__,
         av=av.__version__,
@@ -499,8 +453,10 @@ def environment() -> dict[str, Any]:
     )
 
 
-# (header, width, format, key) of the table's columns; the ratio columns are filled on our rows only.
+# (header, width, format, key) of the tables' columns; a missing key leaves the cell empty.
 COLUMNS = (
+    ("set", -8, "s", "set"),
+    ("files", -9, "s", "files"),
     ("size", 4, "d", "size"),
     ("workers", 7, "d", "workers"),
     ("side", -9, "s", "impl"),
@@ -513,43 +469,98 @@ COLUMNS = (
     ("ours/off med", 12, ".2f", "ours_over_official"),
     ("ours/off max", 12, ".2f", "ours_over_official_max"),
 )
+FILE_COLUMNS = (
+    ("set", -8, "s", "set"),
+    ("files", -12, "s", "files"),
+    ("size", -9, "s", "size"),
+    ("fps", 4, "g", "fps"),
+    ("frames", 6, "d", "frames"),
+    ("GOP", 4, "d", "max_gop"),
+    ("B used", 6, "s", "b_frames"),
+    ("x264", -40, "s", "x264"),
+    ("kbit/s", 7, ".0f", "kbit_s"),
+    ("MiB", 7, ".1f", "mib"),
+    ("made in s", 9, ".1f", "seconds"),
+)
+TARGET_COLUMNS = (
+    ("what", -52, "s", "what"),
+    ("set", -8, "s", "set"),
+    ("workers", 7, "s", "workers"),
+    ("ours", -18, "s", "ours"),
+    ("ratio", 6, ".2f", "ratio"),
+    ("target", 7, "s", "target"),
+    ("met", -3, "s", "met"),
+)
 
 
-def format_table(report: dict[str, Any]) -> str:
-    """A fixed-width text table of the results (clips per second; "off" is the official V1 loader)."""
+def format_rows(columns: tuple[tuple[str, int, str, str], ...], rows: list[dict[str, Any]]) -> str:
+    """A fixed-width text table."""
 
-    def row(values: list[Any], header: bool = False) -> str:
+    def line(values: list[Any], header: bool = False) -> str:
         cells = []
-        for (_, width, fmt, _), value in zip(COLUMNS, values, strict=False):
-            text = value if header or fmt == "s" else format(value, fmt)
+        for (_, width, fmt, _), value in zip(columns, values, strict=True):
+            text = "" if value is None else value if header or fmt == "s" else format(value, fmt)
             cells.append(f"{text:<{-width}}" if width < 0 else f"{text:>{width}}")
         return " ".join(cells).rstrip()
 
-    lines = [row([name for name, _, _, _ in COLUMNS], header=True)]
+    lines = [line([name for name, _, _, _ in columns], header=True)]
     lines.append("-" * len(lines[0]))
-    for r in report["results"]:
-        lines.append(row([r[key] for _, _, _, key in COLUMNS if key in r]))
+    lines += [line([row.get(key) for _, _, _, key in columns]) for row in rows]
     return "\n".join(lines)
+
+
+def format_tables(report: dict[str, Any]) -> str:
+    """The clips/s tables (the 320×240 set, then the real-resolution ones), the files, the targets."""
+    results = report["results"]
+    small = [r for r in results if not SETS[r["set"]].real]
+    large = [r for r in results if SETS[r["set"]].real]
+    tables = [format_rows(COLUMNS, part) for part in (small, large) if part]
+    file_rows = []
+    for name, video in report["videos"].items():
+        for kind in (ORIGINAL, PREPARED, DEFAULT_X264):
+            if kind in video:
+                d = video[kind]["describe"]
+                x264 = " ".join(f"{k}={v}" for k, v in d["x264"].items() if k in ("keyint", "bframes", "crf", "cabac"))
+                row = {**d, "set": name, "files": kind, "size": ",".join(d["sizes"]), "b_frames": str(d["b_frames"])}
+                file_rows.append({**row, "x264": x264, "mib": d["bytes"] / 2**20, "seconds": video[kind]["seconds"]})
+    tables.append(format_rows(FILE_COLUMNS, file_rows))
+    if report["targets"]:
+        rows = [
+            {**t, "workers": "-" if t["workers"] is None else str(t["workers"]), "met": "yes" if t["met"] else "NO"}
+            for t in report["targets"]
+        ]
+        tables.append(format_rows(TARGET_COLUMNS, rows))
+    return "\n\n".join(tables)
+
+
+def int_list(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--videos", type=Path, help="folder for the generated videos (default: a temp-dir cache)")
-    parser.add_argument("--count", type=int, default=16, help="number of videos")
-    parser.add_argument("--sizes", type=lambda s: [int(v) for v in s.split(",")], default=[224, 112])
-    parser.add_argument("--workers", type=lambda s: [int(v) for v in s.split(",")], default=[0, 1, 2])
+    parser.add_argument("--sets", type=lambda s: s.split(","), default=list(SETS), help=f"of {','.join(SETS)}")
+    parser.add_argument("--videos", type=Path, help="folder for the video sets' folders (default: the temp dir)")
+    parser.add_argument("--count", type=int, default=8, help="videos per set")
+    parser.add_argument("--sizes", type=int_list, default=[224, 112], help="crop sizes on the 320x240 set")
+    parser.add_argument("--workers", type=int_list, default=[0, 1, 2], help="worker counts on the 320x240 set")
+    parser.add_argument("--real-sizes", type=int_list, default=REAL_SIZES, help="crop sizes on the larger sets")
+    parser.add_argument("--real-workers", type=int_list, default=REAL_WORKERS, help="worker counts on the larger sets")
     parser.add_argument("--rounds", type=int, default=3, help="rotating rounds per case")
     parser.add_argument("--seconds", type=float, default=4.0, help="timed seconds per measurement (after warm-up)")
     parser.add_argument("--batch", type=int, default=8, help="clips per batch")
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 2 videos, 1 round, 1 s per measurement")
+    parser.add_argument("--quick", action="store_true", help="a smoke run (see above)")
     parser.add_argument("--json", type=Path, help="also write the JSON report here")
     # Worker mode (internal): one measurement.
     parser.add_argument("--worker", dest="impl", help=argparse.SUPPRESS)
-    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--num-workers", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--cases", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.quick:
-        args.count, args.rounds, args.seconds = 2, 1, 1.0
+    unknown = [name for name in args.sets if name not in SETS]
+    if unknown:
+        parser.error(f"unknown sets {unknown}; choose from {', '.join(SETS)}")
+    if args.quick:  # every set, backend and side once, 2 workers on the small set only: a minute or two on 2 cores
+        args.count, args.rounds, args.seconds, args.batch = 2, 1, 1.0, 2
+        args.sizes, args.workers, args.real_sizes, args.real_workers = [224], [0, 2], [224], [0]
     return args
 
 
@@ -562,8 +573,9 @@ def main(argv: list[str] | None = None) -> None:
     blob = json.dumps(report, indent=2)
     if args.json is not None:
         args.json.write_text(blob + "\n")
-    print(format_table(report))
-    print(blob)
+    print(format_tables(report))
+    if args.json is None:
+        print(blob)
 
 
 if __name__ == "__main__":

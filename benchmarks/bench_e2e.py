@@ -8,6 +8,8 @@ reported apart; the target counts the rest.
 
     python benchmarks/bench_e2e.py                           # ~4 min on 2 cores (+35 s to encode the videos once)
     python benchmarks/bench_e2e.py --workers 1 --steps 60 --set optim.batch_size=4
+    python benchmarks/bench_e2e.py --data PREPARED_DIR --input-size 224   # videos prepare-data wrote (e.g. bench_data's
+                                                                          # prepared 720p set), ViT-S 16×224
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import bench_data  # benchmarks/bench_data.py: its videos (scripts run from this folder)
 import harness
+import video_sets  # benchmarks/video_sets.py
 
 TARGET = 0.10  # at most this share of the step time waiting for data
 
@@ -63,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=Path, default=bench_data.default_video_dir(), help="benchmark video folder")
     parser.add_argument("--count", type=int, default=16, help="videos in the manifest")
+    parser.add_argument("--data", type=Path, help="a prepare-data output folder to train on instead (its train.csv)")
     parser.add_argument("--model", default="small")
     parser.add_argument("--input-size", type=int, default=112)
     parser.add_argument("--workers", type=int, default=2)
@@ -71,7 +75,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", action="append", help="more `videomae pretrain --set` items")
     parser.add_argument("--json", type=Path, help="also write the JSON report here")
     args = parser.parse_args(argv)
-    paths = bench_data.prepare_videos(args.videos, args.count)
+    if args.data is not None:
+        paths = [Path(line.rsplit(" ", 1)[0]) for line in (args.data / "train.csv").read_text().splitlines()]
+    else:
+        paths = bench_data.prepare_videos(args.videos, args.count)
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "train.csv"
         manifest.write_text("".join(f"{p} 0 -1\n" for p in paths))
@@ -80,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     result = summarize(records)
     met = result["data_wait"] <= TARGET
     print(
-        f"{args.model} 16×{args.input_size}² on {args.count} H.264 videos, {args.workers} workers: "
+        f"{args.model} 16×{args.input_size}² on {len(paths)} H.264 videos, {args.workers} workers: "
         f"waiting for data {result['data_wait']:.1%} of the step time "
         f"(first window {result['first_window_data_wait']:.1%}, "
         f"worst later window {result['max_window_data_wait']:.1%}); {result['clips_per_s']:.1f} clips/s; "
@@ -90,7 +97,9 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "environment": bench_data.environment(),
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "videos": bench_data.describe_videos(paths),
+        "videos": bench_data.describe_videos(paths)
+        if args.data is None
+        else {"data": str(args.data), "count": len(paths), **video_sets.inspect_file(paths[0])},
         "precision": precision,
         "result": result,
         "target": TARGET,

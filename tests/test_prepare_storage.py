@@ -84,7 +84,7 @@ def test_transcode_past_the_file_size_limit_fails_cleanly_and_resumes(tmp_path: 
     result = _prepare(src, out, limited=False)
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((out / "report.json").read_text())
-    assert report["transcode"] == {"transcoded": 1, "reused": 1, "failed": 0}
+    assert [report["transcode"][key] for key in ("transcoded", "reused", "failed")] == [1, 1, 0]
     assert report["counts"]["usable"] == 2
     assert (out / "videos" / "a" / "v0.mp4").stat().st_mtime_ns == kept  # reused, not transcoded again
     with av.open(str(out / "videos" / "b" / "v0.mp4")) as container:

@@ -5,6 +5,9 @@ them all, `exit_code` says whether every required piece works; ui/tables.py's `d
 optional piece (CUDA, decord, transformers, onnxruntime) is a warning; a missing required one is a FAIL. Advice names
 settings, not flags (`precision=bf16`): the CLI says them as its flags.
 
+`doctor --data PATH` adds the data path's pace (`measure_data`): a few of PATH's videos loaded the way a training loader
+worker loads them (data/pace.py), with every available backend, and the loader workers a training speed needs.
+
 The decode self-test writes a 16-frame clip whose frame `i` is a uniform grey of brightness `16 + 14 i` into a
 temporary directory (removed afterwards) and reads it back through `videomae_cli.data.video.open_video` with every
 available backend. Import order matters: av must be imported before decord (see videomae_cli/data/video.py), which
@@ -23,6 +26,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+from videomae_cli.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # data/ imports torch and av: only when the data path is measured
+    from videomae_cli.data.pace import DecodePace
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 MIN_PYTHON = (3, 10)
@@ -286,6 +295,109 @@ def _selftest_backend(path: Path, backend: str, codec: str) -> Check:
     if got != wanted:
         return Check(name, FAIL, f"asked for frames {wanted}, got {got} (by brightness)", fix)
     return Check(name, OK, f"{SELFTEST_FRAMES} frames {SELFTEST_WIDTH}×{SELFTEST_HEIGHT} {codec}, random access right")
+
+
+# ------------------------------------------------------------------------------------------------------- data pace
+
+CLIPS_PER_VIDEO = 2  # clips timed per sampled video (two epochs: two places in it)
+
+
+@dataclass(frozen=True)
+class DataPace:
+    """`doctor --data`: how fast one loader worker reads the sampled videos with each backend (`paces`, the default
+    backend `auto` first), and the training speed asked about."""
+
+    source: Path
+    listed: int  # videos the source lists
+    sampled: int  # videos timed
+    paces: list[DecodePace]
+    auto: str  # the backend `data.decoder=auto` picks here
+    steps_per_second: float
+    batch_size: int
+    cores: int  # CPU cores this process may use
+
+    def workers(self, pace: DecodePace) -> int | None:
+        """Loader workers that reach `steps_per_second` at `batch_size` with this backend; None when none loaded."""
+        from videomae_cli.data.pace import workers_needed
+
+        return workers_needed(pace.clips_per_second, self.steps_per_second, self.batch_size) if pace.clips else None
+
+    def bottleneck(self, pace: DecodePace) -> bool:
+        """More workers needed than the machine has cores: the loader, not the model, sets the training speed."""
+        workers = self.workers(pace)
+        return workers is not None and workers > self.cores
+
+    def best_steps_per_second(self, pace: DecodePace) -> float:
+        """Steps per second one worker per core could feed at `batch_size` (no headroom)."""
+        return self.cores * pace.clips_per_second / self.batch_size
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: a SLURM or container share), else os.cpu_count()."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def list_videos(data: Path) -> list[Path]:
+    """The videos of `data`: a prepare-data output folder (its train.csv), a manifest file, one video file, or a
+    folder of videos (walked). ConfigError naming `data` when there is nothing to measure."""
+    from videomae_cli.data.manifest import TRAIN_MANIFEST, read_manifest
+    from videomae_cli.data.prepare.readers import is_video, walk_videos
+
+    if not data.exists():
+        raise ConfigError(f"data: no such file or directory: {data}")
+    if data.is_dir() and not (data / TRAIN_MANIFEST).is_file():
+        videos = walk_videos(data)
+        if not videos:
+            raise ConfigError(f"data: no video files under {data} (and no {TRAIN_MANIFEST})")
+        return videos
+    if data.is_file() and is_video(data.name):
+        return [data]
+    try:
+        return [entry.path for entry in read_manifest(data / TRAIN_MANIFEST if data.is_dir() else data)]
+    except DataError as e:  # an empty manifest: for the doctor, a bad argument like any other
+        raise ConfigError(f"data: {e}") from None
+
+
+def measure_data(
+    data: Path,
+    videos: list[Path] | None = None,
+    *,
+    sample: int = 8,
+    steps_per_second: float = 1.0,
+    batch_size: int = 32,
+    num_frames: int = 16,
+    sampling_rate: int = 4,
+    input_size: int = 224,
+    backends: Iterable[str] | None = None,
+) -> DataPace:
+    """Time `sample` of data's videos (`videos`: as `list_videos(data)` gives them, listed already) with each backend
+    (every available one by default). ConfigError naming the setting for a bad request, or naming `data` when no
+    sampled video loads with any backend."""
+    check_positive(sample=sample, batch_size=batch_size, num_frames=num_frames, sampling_rate=sampling_rate)
+    check_positive(input_size=input_size, steps_per_second=steps_per_second)
+    videos = list_videos(data) if videos is None else videos
+    # the request is valid: now load torch and the decoders
+    from videomae_cli.data.pace import measure_pace, sample_videos
+    from videomae_cli.data.video import available_backends, resolve_backend
+
+    chosen = sample_videos(videos, sample)
+    geometry = {"num_frames": num_frames, "sampling_rate": sampling_rate, "input_size": input_size}
+    names = list(available_backends() if backends is None else backends)
+    paces = [measure_pace(chosen, name, clips_per_video=CLIPS_PER_VIDEO, **geometry) for name in names]
+    if not any(pace.clips for pace in paces):
+        first = next((pace.failures[0] for pace in paces if pace.failures), "")
+        raise ConfigError(f"data: none of the {len(chosen)} sampled videos of {data} could be read ({first})")
+    auto = resolve_backend("auto")
+    return DataPace(data, len(videos), len(chosen), paces, auto, steps_per_second, batch_size, usable_cores())
+
+
+def check_positive(**values: float) -> None:
+    """ConfigError naming the first setting that is not positive."""
+    for name, value in values.items():
+        if not value > 0:
+            raise ConfigError(f"{name}: must be positive, got {value}")
 
 
 # --------------------------------------------------------------------------------------------------------- summary

@@ -88,6 +88,18 @@ def in_flag_terms(message: str, flags: Mapping[str, tuple[str, Any]]) -> str:
     `field` or `field=value` becomes the command's flag (`--flag value`; a bare `--flag` for `=true`), or
     `--set field=value` where the command has no such flag; an error that starts with a field the user set by a flag
     ends with "(set by --flag)"."""
+    text = field_references_as_flags(message, flags)
+    leading = _LEADING_FIELD.match(text)
+    if leading and "(set by " not in text:
+        flag, value = flags.get(leading.group(1), (None, None))
+        if flag is not None and value is not None:
+            text += f" (set by {flag})"
+    return text
+
+
+def field_references_as_flags(message: str, flags: Mapping[str, tuple[str, Any]]) -> str:
+    """`message` with each `field` or `field=value` reference said as the command's flag (in_flag_terms' first half;
+    notices, which no flag "set", use it alone)."""
 
     def as_flag(match: re.Match[str]) -> str:
         field, value = match.groups()
@@ -96,13 +108,7 @@ def in_flag_terms(message: str, flags: Mapping[str, tuple[str, Any]]) -> str:
             return field if value is None else f"--set {field}={value}"
         return flag if value in (None, "true") else f"{flag} {value}"
 
-    text = _FIELD_REFERENCE.sub(as_flag, message)
-    leading = _LEADING_FIELD.match(text)
-    if leading and "(set by " not in text:
-        flag, value = flags.get(leading.group(1), (None, None))
-        if flag is not None and value is not None:
-            text += f" (set by {flag})"
-    return text
+    return _FIELD_REFERENCE.sub(as_flag, message)
 
 
 def _rank_tag() -> str:
@@ -232,12 +238,41 @@ def inference_flags(
 
 
 @contextlib.contextmanager
-def reporting(mode: str, rank: int = 0) -> Iterator[Reporter]:
-    """The reporter `--progress` asks for (ui/progress.py), closed however the command's work ends."""
+def reporting(mode: str, rank: int = 0, flags: Mapping[str, tuple[str, Any]] | None = None) -> Iterator[Reporter]:
+    """The reporter `--progress` asks for (ui/progress.py), closed however the command's work ends. With `flags`
+    ({spec field: (flag, value)}), its notices speak the command's flags (field_references_as_flags)."""
     from videomae_cli.ui.progress import make_reporter
 
     reporter = make_reporter(mode, rank)
     try:
-        yield reporter
+        yield reporter if flags is None else _FlagTerms(reporter, flags)
     finally:
         reporter.close()
+
+
+class _FlagTerms:
+    """A reporter whose notices name flags where the layers below wrote spec fields (`data.num_workers`)."""
+
+    def __init__(self, reporter: Reporter, flags: Mapping[str, tuple[str, Any]]) -> None:
+        self.reporter, self.flags = reporter, flags
+
+    def notice(self, text: str) -> None:
+        self.reporter.notice(field_references_as_flags(text, self.flags))
+
+    def start(self, task: str, total: int, done: int = 0, header: str | None = None) -> None:
+        self.reporter.start(task, total, done, header)
+
+    def advance(self, count: int = 1) -> None:
+        self.reporter.advance(count)
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        self.reporter.log(step, metrics)
+
+    def status(self, text: str) -> None:
+        self.reporter.status(text)
+
+    def finish(self) -> None:
+        self.reporter.finish()
+
+    def close(self) -> None:
+        self.reporter.close()

@@ -71,7 +71,40 @@ def prepare_data(
         typer.Option(
             "--resize-short",
             metavar="PX",
-            help="Transcode to DIR/videos/ as H.264 with this short side (resumable); manifests list the copies.",
+            help="Transcode for training to DIR/videos/ (H.264, resumable) with this short side, never enlarged; the "
+            "manifests list the copies. Recommended: 320 (Kinetics, SSv2).",
+        ),
+    ] = None,
+    fps: Annotated[
+        float | None,
+        typer.Option(
+            "--fps", metavar="RATE", help="Transcode at this constant frame rate. [default: each video's own rate]"
+        ),
+    ] = None,
+    keyframe_interval: Annotated[
+        int | None,
+        typer.Option(
+            "--keyframe-interval",
+            metavar="N",
+            help="Frames between keyframes of the transcodes: short = fast random access, long = smaller files. "
+            "[default: 48 (--encode-for decode), 250 (size)]",
+        ),
+    ] = None,
+    encode_for: Annotated[
+        str | None,
+        typer.Option(
+            "--encode-for",
+            metavar="GOAL",
+            help="decode (x264 tune fastdecode: training reads it fastest) or size (x264 defaults). [default: decode]",
+        ),
+    ] = None,
+    chunk_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--chunk-seconds",
+            metavar="S",
+            help="Transcode long videos into files of S seconds, each listed in the manifests (no frame lost or "
+            "repeated; a tail shorter than --min-frames joins the chunk before it).",
         ),
     ] = None,
     decoder: Annotated[
@@ -124,6 +157,10 @@ def prepare_data(
         "min_frames": ("--min-frames", min_frames),
         "workers": ("--workers", workers),
         "resize_short": ("--resize-short", resize_short),
+        "fps": ("--fps", fps),
+        "keyframe_interval": ("--keyframe-interval", keyframe_interval),
+        "encode_for": ("--encode-for", encode_for),
+        "chunk_seconds": ("--chunk-seconds", chunk_seconds),
         "decoder": ("--decoder", decoder),
         "progress": ("--progress", progress),
         "synthetic": ("--synthetic", synthetic),

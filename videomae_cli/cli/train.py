@@ -125,7 +125,7 @@ def pretrain(
         from videomae_cli.train.pretrain import setup
 
         rank = detect().rank
-        with reporting(spec.run.progress, rank) as reporter, process_group(), _holding(spec.run.out, rank):
+        with reporting(spec.run.progress, rank, flags) as reporter, process_group(), _holding(spec.run.out, rank):
             train(setup(spec, argv=["videomae", *sys.argv[1:]]), reporter)
 
 
@@ -200,7 +200,7 @@ def finetune(
             return
         check_output(spec.run.out, "run.out", "dir")
         rank = detect().rank
-        with reporting(spec.run.progress, rank) as reporter, process_group(), _holding(spec.run.out, rank):
+        with reporting(spec.run.progress, rank, flags) as reporter, process_group(), _holding(spec.run.out, rank):
             train(setup(spec, reporter, argv=["videomae", *sys.argv[1:]]), reporter)
 
 

@@ -16,6 +16,8 @@ from videomae_cli.config.schema import Strict, SyntheticScene
 
 SourceFormat = Literal["auto", "folders", "annotations", "kinetics", "ssv2"]
 Decoder = Literal["auto", "decord", "pyav"]
+EncodeFor = Literal["decode", "size"]
+TRANSCODE_FIELDS = ("resize_short", "fps", "keyframe_interval", "encode_for", "chunk_seconds")
 
 
 def default_workers() -> int:
@@ -34,7 +36,12 @@ class PrepareSpec(Strict):
     seed: int = 0
     min_frames: int = 16
     workers: int = Field(default_factory=default_workers)
-    resize_short: int | None = None
+    # Transcoding for training (data/transcode.py): on when any of these five is given.
+    resize_short: int | None = None  # short side of the copies; never enlarged
+    fps: float | None = None  # constant output frame rate (None: each source's average rate)
+    keyframe_interval: int | None = None  # frames between keyframes (None: 48 for decode, x264's 250 for size)
+    encode_for: EncodeFor = "decode"  # decode: x264 tune=fastdecode; size: x264's defaults
+    chunk_seconds: float | None = None  # cut long videos into files of this many seconds (AVION)
     decoder: Decoder = "auto"
     progress: Literal["auto", "rich", "plain", "off"] = "auto"
     synthetic: int | None = None
@@ -64,7 +71,14 @@ class PrepareSpec(Strict):
             raise ValueError("must be >= 0")
         return value
 
-    @field_validator("min_frames", "workers", "synthetic")
+    @field_validator("fps", "chunk_seconds")
+    @classmethod
+    def _check_positive_float(cls, value: float | None) -> float | None:
+        if value is not None and not 0 < value < float("inf"):
+            raise ValueError("must be a positive number")
+        return value
+
+    @field_validator("min_frames", "workers", "synthetic", "keyframe_interval")
     @classmethod
     def _check_positive(cls, value: int | None) -> int | None:
         if value is not None and value < 1:
@@ -100,11 +114,16 @@ class PrepareSpec(Strict):
             return self
         if self.src is not None:
             raise ValueError("src: give a source or `synthetic=N`, not both")
-        for name in ("root", "resize_short"):
-            if getattr(self, name) is not None:
+        for name in ("root", *TRANSCODE_FIELDS):
+            if name in self.model_fields_set and getattr(self, name) is not None:
                 raise ValueError(f"{name}: not used with `synthetic`")
         if self.format != "auto":
             raise ValueError("format: not used with `synthetic`")
         if "min_frames" not in self.model_fields_set:
             self.min_frames = self.num_frames  # synthetic clips are exactly this long; 16 would reject shorter ones
         return self
+
+    @property
+    def transcodes(self) -> bool:
+        """Whether the videos are re-encoded for training (any transcode field given)."""
+        return any(name in self.model_fields_set for name in TRANSCODE_FIELDS)

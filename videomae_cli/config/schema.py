@@ -88,6 +88,9 @@ class DataSpec(Strict):
     source: str = "synthetic"  # "synthetic", a manifest file, or a `videomae prepare-data` output directory
     root: Path | None = None  # base of relative paths in the manifest (default: the manifest's folder)
     decoder: Literal["auto", "decord", "pyav"] = "auto"
+    # Crop and resize inside the PyAV decoder's scaler (pretraining multi-scale crop, pyav backend only; ~1-2 levels of
+    # 255 from the torch path on average); False = decode full frames then crop+resize in torch, the exact V1 path.
+    fused_crop: bool = True
     num_frames: PositiveInt = 16
     input_size: PositiveInt = 112
     sampling: Literal["dense", "segment"] = "dense"  # K400-style frames at a stride, or one per segment (SSv2)

@@ -7,7 +7,7 @@ inside the worker that loads the clip (decord must not be created before the Dat
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -16,10 +16,17 @@ from videomae_cli.config.schema import DataSpec
 from videomae_cli.data.loader import ClipTransform, ViewIndices
 from videomae_cli.data.manifest import ManifestEntry
 from videomae_cli.data.sampling import dense_indices, pretrain_indices, segment_indices
-from videomae_cli.data.transforms import MultiScaleCrop
-from videomae_cli.data.video import VideoError, VideoReader, open_video, resolve_backend
+from videomae_cli.data.transforms import CropBox, MultiScaleCrop
+from videomae_cli.data.video import PyAVReader, VideoError, VideoReader, open_video, resolve_backend
 from videomae_cli.errors import ConfigError
 from videomae_cli.seeding import Stream, sample_rng
+
+
+class DecoderCrop(Protocol):
+    """A transform's hook for the fused decode-crop (`MultiScaleCrop.decoder_crop`): the crop window and output side
+    for frames of height × width, drawn from `rng` as the transform itself would, or None (drawing nothing)."""
+
+    def __call__(self, height: int, width: int, rng: np.random.Generator) -> tuple[CropBox, int] | None: ...
 
 
 def window_length(entry: ManifestEntry, reader: VideoReader) -> int:
@@ -50,6 +57,9 @@ class VideoClips:
         except VideoError as e:
             raise ConfigError(f"data.decoder: {e}") from None
         self.transform = transform or MultiScaleCrop(spec.input_size)
+        # The fused decode-crop: PyAV crops and resizes in its scaler, for transforms that offer the hook.
+        hook = getattr(self.transform, "decoder_crop", None)
+        self._decoder_crop: DecoderCrop | None = hook if spec.fused_crop and self.backend == "pyav" else None
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -84,6 +94,24 @@ class VideoClips:
         return [frames[np.searchsorted(wanted, indices)] for indices in views]
 
     def load(self, epoch: int, index: int, repeats: int = 1) -> tuple[list[torch.Tensor], int]:
+        rngs = [sample_rng(self.seed, epoch, index, Stream.AUGMENT, r) for r in range(repeats)]
+        if self._decoder_crop is not None:
+            return self._load_fused(epoch, index, rngs), self.entries[index].label
         (clip,) = self.decode(index, lambda length: [self.frame_indices(length, epoch, index)])
-        rngs = (sample_rng(self.seed, epoch, index, Stream.AUGMENT, r) for r in range(repeats))
         return [self.transform(clip, rng) for rng in rngs], self.entries[index].label
+
+    def _load_fused(self, epoch: int, index: int, rngs: list[np.random.Generator]) -> list[torch.Tensor]:
+        """`load`'s clips with each crop window cropped and resized by the PyAV decoder's scaler, before the RGB
+        conversion. The windows are drawn before decoding, from the same generators with the same draws as the
+        transform's, so a seed gives the same window either way; the pixels differ from the torch resize by rounding
+        (see `pyav_reader.SCALER_FLAGS`). Falls back to the plain path where the hook declines."""
+        entry = self.entries[index]
+        with open_video(entry.path, self.backend) as reader:
+            indices = (self.frame_indices(window_length(entry, reader), epoch, index) + entry.start).tolist()
+            crops = [self._decoder_crop(reader.height, reader.width, rng) for rng in rngs]
+            if isinstance(reader, PyAVReader) and None not in crops:
+                windows = [(box.top, box.left, box.height, box.width) for box, _ in crops]
+                size = crops[0][1]
+                return [torch.from_numpy(c) for c in reader.get_frames_cropped(indices, windows, size, size)]
+            clip = torch.from_numpy(reader.get_frames(indices))
+        return [self.transform(clip, rng) for rng in rngs]

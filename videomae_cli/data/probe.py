@@ -1,7 +1,7 @@
-"""PyAV work on one video file at a time: probe it, transcode it, or write one from frames.
+"""Probing one video file with PyAV: does it open, what does its stream say, does it decode to its end?
 
-These are the per-file jobs `videomae prepare-data` runs in a process pool, so this module imports nothing heavier
-than PyAV. None of them raises for a bad file: they return what went wrong, in a few words.
+`probe_video` is a per-file job `videomae prepare-data` runs in a process pool, so this module imports nothing heavier
+than PyAV. It never raises for a bad file: it returns what went wrong, in a few words.
 
 `probe_video` decodes the first frame and a frame near the end because a truncated download usually opens fine (the
 container header is intact) and only fails when the decoder reaches the missing bytes -- the kind of silent data error
@@ -13,22 +13,14 @@ fail on files PyAV reads, and a video that passes only PyAV's check would still 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import av
-import numpy as np
 
 from videomae_cli.data.video import VideoError, open_video
-from videomae_cli.errors import StorageError
-
-if TYPE_CHECKING:
-    from videomae_cli.config.schema import SyntheticScene
 
 # Leading bytes of the containers we see in practice. A file that starts like a container but does not open is a
 # damaged video (typically an mp4 whose index, written last, was cut off), not a stray non-video file.
@@ -118,7 +110,7 @@ def probe_video(path: str | Path, decoder: str | None = None) -> ProbeResult:
     except Exception as e:
         # Exotic files raise beyond FFmpegError (an unknown codec is a ValueError): one odd file among hundreds of
         # thousands must not abort the whole run, so it is reported like any other unreadable video.
-        problem = f"unreadable ({type(e).__name__}: {_short(e)})"
+        problem = f"unreadable ({type(e).__name__}: {short_reason(e)})"
         return ProbeResult(path, stat.st_size, stat.st_mtime_ns, problem=problem, decoder=decoder)
     if decoder is not None:
         problem = _decoder_problem(path, decoder)
@@ -139,7 +131,7 @@ def _decoder_problem(path: str, decoder: str) -> str | None:
     except VideoError as e:
         reason = str(e).removeprefix(f"{Path(path)}: ")  # the path is already the report entry's key
     except Exception as e:  # as in probe_video: a backend's unexpected exception is this file's problem, not the run's
-        reason = f"{type(e).__name__}: {_short(e)}"
+        reason = f"{type(e).__name__}: {short_reason(e)}"
     else:
         return None
     # The reader's own wording often names the backend already ("decord cannot read it: ..."): don't say it twice.
@@ -167,7 +159,7 @@ def _probe_file(path: str, size: int) -> VideoInfo:
 
 def _open_failure(path: str, error: av.FFmpegError) -> str:
     """Reason for a file FFmpeg cannot open: damaged video or not a video at all, told apart by its first bytes."""
-    message = _short(error)
+    message = short_reason(error)
     try:
         with open(path, "rb") as f:
             head = f.read(16)
@@ -178,7 +170,7 @@ def _open_failure(path: str, error: av.FFmpegError) -> str:
     return f"not a media file ({message})"
 
 
-def _short(error: Exception) -> str:
+def short_reason(error: Exception) -> str:
     """FFmpeg's message without the errno and file name PyAV adds ('[Errno 1094995529] Invalid data ...: 'x.mp4'')."""
     if isinstance(error, av.FFmpegError) and error.strerror:
         return error.strerror
@@ -207,7 +199,7 @@ def _count_packets(container: av.container.InputContainer, stream: av.VideoStrea
         count = sum(1 for packet in container.demux(stream) if packet.size)
         container.seek(0)
     except av.FFmpegError as e:
-        raise _Bad(f"truncated or corrupt: {_short(e)}") from None
+        raise _Bad(f"truncated or corrupt: {short_reason(e)}") from None
     return count
 
 
@@ -216,7 +208,7 @@ def _check_decodes_to_end(container: av.container.InputContainer, stream: av.Vid
     try:
         first = next(container.decode(stream), None)
     except av.FFmpegError as e:
-        raise _Bad(f"corrupt: the first frame does not decode ({_short(e)})") from None
+        raise _Bad(f"corrupt: the first frame does not decode ({short_reason(e)})") from None
     if first is None:
         raise _Bad("no decodable frames")
     if info.fps <= 0 or info.duration <= 0:
@@ -236,90 +228,5 @@ def _check_decodes_to_end(container: av.container.InputContainer, stream: av.Vid
                 if last >= target:
                     return
     except av.FFmpegError as e:
-        raise _Bad(f"truncated or corrupt: a frame near the end does not decode ({_short(e)})") from None
+        raise _Bad(f"truncated or corrupt: a frame near the end does not decode ({short_reason(e)})") from None
     raise _Bad(f"truncated: decoding stops at {last:.2f}s of {info.duration:.2f}s")
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Writing H.264 mp4 files
-
-# Visually near-lossless at a modest size; "veryfast" keeps a dataset-wide transcode bound by decoding, not encoding.
-_H264_OPTIONS = {"crf": "18", "preset": "veryfast"}
-_FALLBACK_FPS = Fraction(25)
-# Errors only a write can raise, and that say the output is full or unwritable, not that the source is bad.
-_OUTPUT_FULL = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS})
-
-
-def resized_dims(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """(width, height) scaled so the shorter side is `short_side`, both even (H.264 in 4:2:0 needs even sizes)."""
-    scale = short_side / min(width, height)
-    return max(2, 2 * round(width * scale / 2)), max(2, 2 * round(height * scale / 2))
-
-
-def transcode_video(src: str, dst: str, short_side: int, threads: int = 1) -> str | None:
-    """Re-encode `src` as an H.264 mp4 at `dst`: short side `short_side`, same frame rate, no audio.
-
-    Returns None on success, else the problem. `dst` only ever appears complete (written under a temporary name, then
-    renamed), so an existing `dst` means a finished transcode. A full disk (or quota, file size limit, read-only file
-    system) is no fault of this video and would fail every later one too: it raises StorageError (exit 74) instead.
-    """
-    try:
-        with av.open(src, metadata_errors="ignore") as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            rate = stream.average_rate or stream.guessed_rate or _FALLBACK_FPS
-            width, height = resized_dims(stream.codec_context.width, stream.codec_context.height, short_side)
-            frames = (
-                frame.reformat(width=width, height=height, format="yuv420p", interpolation="AREA")
-                for frame in container.decode(stream)
-            )
-            _write_h264_atomic(dst, frames, width, height, rate, threads)
-    except OSError as e:
-        if e.errno not in _OUTPUT_FULL:
-            return f"transcode failed: {_short(e)}"
-        reason = e.strerror or str(e)
-        raise StorageError(
-            f"cannot write {dst}: {reason}; the finished transcodes are kept: free space and run prepare-data again"
-        ) from None
-    except Exception as e:  # as in probe_video: one odd file must not abort a dataset-wide transcode
-        return f"transcode failed: {_short(e)}"
-    return None
-
-
-def write_frames(dst: str, frames: np.ndarray, fps: int, threads: int = 1) -> None:
-    """Write uint8 frames [T, H, W, 3] (RGB, even H and W) as an H.264 mp4 at `dst`, atomically."""
-    _, height, width, _ = frames.shape
-    video = (av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24") for f in frames)
-    _write_h264_atomic(dst, video, width, height, Fraction(fps), threads)
-
-
-def _write_h264_atomic(
-    dst: str, frames: Iterable[av.VideoFrame], width: int, height: int, rate: Fraction, threads: int
-) -> None:
-    final = Path(dst)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # Hidden and pid-tagged, so concurrent writers never share a temp file and a crash leaves no file that looks done.
-    temp = final.with_name(f".{final.name}.{os.getpid()}.part")
-    try:
-        with av.open(str(temp), "w", format="mp4") as out:
-            stream = out.add_stream("libx264", rate=rate, options=_H264_OPTIONS)
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            stream.codec_context.thread_count = threads
-            for index, frame in enumerate(frames):
-                # Renumbered at the output rate: keeps the fps while dropping the source's timestamp quirks.
-                frame.pts, frame.time_base = index, 1 / rate
-                out.mux(stream.encode(frame))
-            out.mux(stream.encode(None))
-        os.replace(temp, final)
-    finally:
-        temp.unlink(missing_ok=True)
-
-
-def write_synthetic_video(
-    dst: str, index: int, seed: int, num_frames: int, size: int, fps: int, scene: SyntheticScene = "busy"
-) -> None:
-    """Render synthetic clip `index` (`synthetic.render_clip`) in `scene` and write it as an H.264 mp4 at `dst`."""
-    from videomae_cli.data.synthetic import render_clip  # imports torch: only workers that render pay for it
-
-    clip, _ = render_clip(index, seed, num_frames, size, scene)
-    write_frames(dst, clip, fps, threads=1)

@@ -145,6 +145,15 @@ class MultiScaleCrop:
         box = self.sample_box(clip.shape[1], clip.shape[2], rng)
         return resize_clip(crop(clip, box), self.size, self.size, self.antialias)
 
+    def decoder_crop(self, height: int, width: int, rng: np.random.Generator) -> tuple[CropBox, int] | None:
+        """For a decoder that crops and resizes frames in its own scaler (fused decode-crop): the clip's crop window on
+        frames of height × width and the output side, drawn from `rng` exactly as `__call__` draws them (the same seed
+        gives the same window). None, drawing nothing, when a bilinear scaler cannot stand in for this resize: the
+        scaler antialiases when it shrinks, so only the antialiased crop can be fused."""
+        if not self.antialias:
+            return None
+        return self.sample_box(height, width, rng), self.size
+
 
 class RandomResizedCrop:
     """Inception-style crop of the official fine-tune recipe: area in `scale` × frame area, aspect ratio log-uniform in

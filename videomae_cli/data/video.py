@@ -16,15 +16,13 @@ files are first opened with PyAV (headers only), so broken files fail with a cle
 
 from __future__ import annotations
 
-import bisect
 import functools
 import os
 import platform
 import re
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType, TracebackType
 
@@ -33,6 +31,8 @@ import numpy as np
 from av.container import InputContainer
 from av.video.frame import VideoFrame
 from av.video.stream import VideoStream
+
+from videomae_cli.data.pyav_reader import CropScaler, FrameTable, Window, can_skip, frame_table, packets_to_decode
 
 BACKENDS: tuple[str, ...] = ("decord", "pyav")
 _REASON_CHARS = 300  # decord error texts carry long C++ traces; the first part says what went wrong
@@ -117,14 +117,19 @@ class VideoReader(ABC):
 
     def get_frames(self, indices: Sequence[int]) -> np.ndarray:
         """uint8 [K, H, W, 3] RGB frames at `indices`, in the order given (repeats allowed; each is decoded once)."""
-        wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
-        if wanted.size == 0:
+        unique, inverse = self._unique(indices)
+        if unique.size == 0:
             return np.empty((0, self.height, self.width, 3), dtype=np.uint8)
+        return self._decode_sorted(unique.tolist())[inverse]
+
+    def _unique(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted unique indices, positions of `indices` in them), after checking every index is in range."""
+        wanted = np.asarray(indices, dtype=np.int64).reshape(-1)
         bad = wanted[(wanted < 0) | (wanted >= self.num_frames)]
         if bad.size:
             raise _error(self.path, f"frame index {int(bad[0])} is out of range (the video has {self.num_frames})")
         unique, inverse = np.unique(wanted, return_inverse=True)
-        return self._decode_sorted(unique.tolist())[inverse]
+        return unique, inverse.reshape(-1)
 
     def __enter__(self) -> VideoReader:
         return self
@@ -250,23 +255,7 @@ def _open_av(path: Path) -> tuple[InputContainer, VideoStream]:
     return container, stream
 
 
-@dataclass(frozen=True)
-class _FrameTable:
-    """Where each frame is: built by demuxing every packet once (no decoding), as decord does when it opens a file.
-
-    `pts[i]` is frame i's presentation timestamp (frames = packets sorted by pts); `seek_ts[i]` is the timestamp to
-    seek to so decoding reaches frame i: the dts of the last keyframe (in decode order) shown at or before it. Seeking
-    by that keyframe's dts, never by the frame's own pts, matters with B-frames: an mp4 index is keyed by dts, and a
-    frame shown just before a keyframe can have a pts above that keyframe's dts.
-    """
-
-    pts: list[int]
-    seek_ts: list[int]
-    seekable: bool  # False: timestamps missing or not unique; frames are then counted while decoding from the start
-    cut_at: int | None  # byte position of a truncated file's partial last packet: never a frame, never decoded
-
-
-def _scan(path: Path, container: InputContainer, stream: VideoStream) -> _FrameTable:
+def _scan(path: Path, container: InputContainer, stream: VideoStream) -> FrameTable:
     packets, cut_at = [], None
     try:
         for packet in container.demux(stream):
@@ -277,30 +266,15 @@ def _scan(path: Path, container: InputContainer, stream: VideoStream) -> _FrameT
         raise _error(path, f"corrupt video data: {_reason(exc)}") from exc
     if packets and packets[-1][3]:
         cut_at = packets.pop()[4]  # a truncated file ends in a partial packet, flagged corrupt, that cannot decode
-    return _frame_table([(p, d if d is not None else p, key) for p, d, key, _, _ in packets], cut_at)
-
-
-def _frame_table(packets: list[tuple[int | None, int | None, bool]], cut_at: int | None) -> _FrameTable:
-    """The table from (pts, dts, keyframe) of each packet in decode order."""
-    pts = [p for p, _, _ in packets]
-    start = min((d for _, d, _ in packets if d is not None), default=0)
-    unseekable = _FrameTable(list(range(len(pts))), [start] * len(pts), seekable=False, cut_at=cut_at)
-    if None in pts or len(set(pts)) != len(pts):
-        return unseekable
-    keys = [(p, d) for p, d, key in packets if key]
-    key_pts = [p for p, _ in keys]
-    if key_pts != sorted(key_pts):
-        return unseekable
-    pts.sort()
-    seek_ts = []
-    for p in pts:
-        k = bisect.bisect_right(key_pts, p) - 1
-        seek_ts.append(keys[k][1] if k >= 0 else start)  # frames before any keyframe: decode from the start
-    return _FrameTable(pts, seek_ts, seekable=True, cut_at=cut_at)
+    return frame_table([(p, d if d is not None else p, key) for p, d, key, _, _ in packets], cut_at)
 
 
 class PyAVReader(VideoReader):
-    """PyAV backend: per run of needed frames, one seek to the keyframe before it, decode forward, stop after it."""
+    """PyAV backend: per run of needed frames, one seek to the keyframe before it, decode forward, stop after it.
+
+    Only what the wanted frames need is decoded (see `pyav_reader.packets_to_decode`), and only wanted frames are
+    converted to RGB: in full (`get_frames`), or cropped and resized in FFmpeg's scaler (`get_frames_cropped`).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -314,6 +288,8 @@ class PyAVReader(VideoReader):
             self.close()
             raise _error(path, "the video stream has no frames")
         self._index_of = {p: i for i, p in enumerate(self._table.pts)}
+        self.skip_unwanted = can_skip(self._stream)  # False: every packet is decoded (the V1 behaviour)
+        self._wanted_pts: set[int] | None = None  # the pts of the run being decoded, when skipping
 
     @property
     def num_frames(self) -> int:
@@ -332,13 +308,28 @@ class PyAVReader(VideoReader):
     def height(self) -> int:
         return int(self._stream.codec_context.height)
 
-    def _decode_sorted(self, indices: list[int]) -> np.ndarray:
+    def get_frames_cropped(
+        self, indices: Sequence[int], windows: Sequence[Window], height: int, width: int
+    ) -> list[np.ndarray]:
+        """One uint8 [K, height, width, 3] clip per (top, left, crop height, crop width) window: the frames at
+        `indices` (as `get_frames`), each window cropped and resized by FFmpeg's scaler before the RGB conversion."""
+        unique, inverse = self._unique(indices)
+        if unique.size == 0:
+            return [np.empty((0, height, width, 3), dtype=np.uint8) for _ in windows]
+        scalers = [CropScaler(window, height, width) for window in windows]
+        frames = self._decode_sorted(unique.tolist(), lambda frame: np.stack([scale(frame) for scale in scalers]))
+        return [frames[inverse, k] for k in range(len(windows))]  # frames: [K, windows, height, width, 3]
+
+    def _decode_sorted(
+        self, indices: list[int], convert: Callable[[VideoFrame], np.ndarray] | None = None
+    ) -> np.ndarray:
         frames: dict[int, np.ndarray] = {}
+        convert = convert or _to_rgb
         for run in self._runs(indices):
-            found = self._decode_run(run, self._table.seek_ts[run[0]])
+            found = self._decode_run(run, self._table.seek_ts[run[0]], convert)
             if len(found) < len(run):
                 # The seek landed after the frame (an odd index, open GOP): retry from the first frame.
-                found = self._decode_run(run, self._table.seek_ts[0])
+                found = self._decode_run(run, self._table.seek_ts[0], convert)
             missing = sorted(set(run) - found.keys())
             if missing:
                 raise _error(self.path, f"frame {missing[0]} could not be decoded (of {self.num_frames})")
@@ -355,42 +346,54 @@ class PyAVReader(VideoReader):
             run.append(index)
         yield run
 
-    def _decode_run(self, run: list[int], seek_ts: int) -> dict[int, np.ndarray]:
+    def _decode_run(
+        self, run: list[int], seek_ts: int, convert: Callable[[VideoFrame], np.ndarray]
+    ) -> dict[int, np.ndarray]:
         """Seek to `seek_ts` and decode forward until the last frame of `run`; returns the frames of `run` met."""
         wanted, found = set(run), {}
+        self._wanted_pts = {self._table.pts[i] for i in run} if self.skip_unwanted else None
         try:
             for index, frame in self._decoded_from(seek_ts):
                 if index in wanted:
-                    found[index] = frame.to_ndarray(format="rgb24")
+                    found[index] = convert(frame)
                 if index >= run[-1]:
                     break
         except av.error.FFmpegError as exc:
             raise _error(self.path, f"corrupt video data near frame {run[0]}: {_reason(exc)}") from exc
+        except ValueError as exc:  # a frame the fused crop cannot take (its size changed mid-stream)
+            raise _error(self.path, f"cannot crop frames near frame {run[0]}: {exc}") from exc
         return found
 
     def _decoded_from(self, seek_ts: int) -> Iterator[tuple[int, VideoFrame]]:
-        """(frame index, frame) pairs decoded forward from the keyframe at or before `seek_ts`."""
+        """(frame index, frame) pairs decoded forward from the keyframe at or before `seek_ts`; frames whose pts is
+        not in `_wanted_pts` may be left out."""
         if not self._table.seekable:
-            # Without usable timestamps only counting from the very start identifies frames.
+            # Without usable timestamps only counting from the very start identifies frames: decode every packet.
             self.close()
             self._container, self._stream = _open_av(self.path)
             yield from enumerate(self._decoded())
             return
         self._container.seek(seek_ts, backward=True, any_frame=False, stream=self._stream)
         self._stream.codec_context.flush_buffers()
-        for frame in self._decoded():
+        for frame in self._decoded(self._wanted_pts):
             index = self._index_of.get(frame.pts)
             if index is not None:
                 yield index, frame
 
-    def _decoded(self) -> Iterator[VideoFrame]:
-        """Frames from the current position on, in presentation order; the final empty packet flushes the decoder."""
-        for packet in self._container.demux(self._stream):
-            if packet.pos is None or packet.pos != self._table.cut_at:
-                yield from packet.decode()
+    def _decoded(self, wanted_pts: set[int] | None = None) -> Iterator[VideoFrame]:
+        """Frames from the current position on, in presentation order; the final empty packet flushes the decoder.
+        With `wanted_pts`, frames not wanted that nothing references are not decoded."""
+        packets = (p for p in self._container.demux(self._stream) if p.pos is None or p.pos != self._table.cut_at)
+        for packet in packets_to_decode(packets, self._stream.codec_context, wanted_pts):
+            yield from packet.decode()
 
     def close(self) -> None:
         container = getattr(self, "_container", None)
         if container is not None:
             container.close()
             self._container = None
+
+
+def _to_rgb(frame: VideoFrame) -> np.ndarray:
+    """uint8 [H, W, 3] RGB of the whole frame (FFmpeg's scaler, the frame's own colour matrix and range)."""
+    return frame.to_ndarray(format="rgb24")

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Sequence
 
 import torch
 from torch import nn
 
 from videomae_cli.checkpoint import MODEL_FILE
 from videomae_cli.config.resolve import spec_to_yaml
+from videomae_cli.config.schema import DataSpec
 from videomae_cli.data.loader import ClipNormalizer, train_loader
 from videomae_cli.errors import Preempted
 from videomae_cli.progress import Reporter, format_duration
@@ -81,6 +83,7 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) 
         run.out / BAD_VIDEOS, len(run.dataset), spec.data.max_bad_fraction, reporter, main=run.dist.is_main
     )
     window_start, window_steps, last_loss, started = time.perf_counter(), 0, None, time.perf_counter()
+    loader_watch = LoaderWatch(spec.data)
     data_wait = 0.0  # seconds of the log window spent waiting for the loader
     for step in range(run.start_step, run.total_steps):
         lr = run.schedule.lr(step)
@@ -128,6 +131,9 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) 
             if run.dist.is_main:
                 metrics.write(record)
             reporter.log(done, record)
+            warning = loader_watch.window(record["data_wait"])
+            if warning:
+                reporter.notice(warning)
             loss_sum.zero_()
             window_start, window_steps, last_loss, data_wait = time.perf_counter(), 0, mean_loss, 0.0
         if done % run.steps_per_epoch == 0 or is_last:
@@ -152,3 +158,43 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) 
         f"weights in {run.out / MODEL_FILE}"
     )
     return last_loss
+
+
+DATA_WAIT_WARNING = 0.25  # share of a log window's time spent waiting for batches that makes the loader the bottleneck
+DATA_WAIT_WINDOWS = 2  # consecutive windows over it: one slow window (a cold cache, a busy disk) is not a bottleneck
+
+
+def loader_bottleneck(
+    waits: Sequence[float], threshold: float = DATA_WAIT_WARNING, windows: int = DATA_WAIT_WINDOWS
+) -> bool:
+    """Whether the last `windows` log windows each spent more than `threshold` of their time waiting for data."""
+    return len(waits) >= windows and min(waits[-windows:]) > threshold
+
+
+class LoaderWatch:
+    """Says once per run when the loader holds training back (`loader_bottleneck` over the log windows' data wait).
+    The run's first window is not counted: it holds the workers' start-up and their first batches. Synthetic videos
+    are not watched: they are made, not read, so there is no data path to fix (and toy runs on them do wait)."""
+
+    def __init__(self, data: DataSpec) -> None:
+        self.num_workers = data.num_workers
+        self.active = data.source != "synthetic"
+        self.windows = 0
+        self.waits: list[float] = []  # the data wait of the latest windows, the first one left out
+
+    def window(self, data_wait: float) -> str | None:
+        """Record a log window's data wait (a fraction of its time); the warning to give, at most once, or None."""
+        if not self.active:
+            return None
+        self.windows += 1
+        if self.windows > 1:
+            self.waits = [*self.waits, data_wait][-DATA_WAIT_WINDOWS:]
+        if not loader_bottleneck(self.waits):
+            return None
+        self.active = False
+        share = sum(self.waits) / len(self.waits)
+        return (
+            f"warning: the loader is the bottleneck: {share:.0%} of step time spent waiting for data; raise "
+            f"`data.num_workers` (now {self.num_workers}), or prepare the videos for training (videomae "
+            "prepare-data); videomae doctor --data DIR measures the data path"
+        )

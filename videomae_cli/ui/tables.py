@@ -1,5 +1,5 @@
 """Rich tables for the screen: evaluation reports, predictions, the account of a conversion, prepare-data's summary
-and the doctor's checks.
+and the doctor's checks and data pace.
 
 The layers below return numbers and records (`infer.metrics` reports, `interop.convert.Conversion`, `PrepareResult`,
 doctor `Check`s); how they look on a terminal is decided here, so that nothing below the UI imports rich.
@@ -17,7 +17,7 @@ from rich.text import Text
 
 from videomae_cli.data.manifest import CLASSES_FILE
 from videomae_cli.data.prepare.outputs import REPORT_FILE, SPLITS
-from videomae_cli.doctor import FAIL, OK, WARN, Check
+from videomae_cli.doctor import FAIL, OK, WARN, Check, DataPace
 from videomae_cli.progress import format_duration
 
 if TYPE_CHECKING:  # the converter and the inference layer import torch: only where they are used
@@ -158,6 +158,15 @@ def prepare_summary(result: PrepareResult) -> Group:
     return Group(*parts)
 
 
+def format_bytes(count: float) -> str:
+    """A byte count in the largest binary unit that keeps it at or above 1 (`512 B`, `3.4 MiB`, `1.2 TiB`)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if count < 1024:
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} TiB"
+
+
 def _videos_table(report: dict[str, Any]) -> Table:
     table = Table(title="Videos", title_justify="left", show_header=False)
     table.add_column("what")
@@ -178,6 +187,16 @@ def _videos_table(report: dict[str, Any]) -> Table:
     if report["transcode"]:
         t = report["transcode"]
         table.add_row("transcoded", f"{t['transcoded']} new, {t['reused']} reused, {t['failed']} failed")
+        if t.get("bytes_before"):
+            sizes = f"{format_bytes(t['bytes_before'])} → {format_bytes(t['bytes_after'])}"
+            table.add_row("bytes", f"{sizes} in {t['files']} files ({t['bytes_ratio']:.2f}×)")
+        speed = t.get("decode_speed")
+        if speed:
+            table.add_row(
+                "reader",
+                f"{speed['source_clips_per_second']:.1f} → {speed['prepared_clips_per_second']:.1f} clips/s per worker "
+                f"({speed['backend']}, {speed['videos']} videos)",
+            )
     return table
 
 
@@ -197,4 +216,26 @@ def doctor_table(checks: Iterable[Check]) -> Table:
     for check in checks:
         status = f"[{_DOCTOR_STYLES.get(check.status, '')}]{check.status}[/]"
         table.add_row(check.name, status, Text(check.detail), Text(check.fix))
+    return table
+
+
+def pace_table(report: DataPace) -> Table:
+    """`videomae doctor --data`: per backend, the clips one loader worker makes per second, the time per clip, and the
+    workers the asked training speed needs (red where that is more than the machine's cores)."""
+    videos = f"{report.sampled} of {report.listed} videos of {report.source}"
+    title = f"data pace: {videos} (a worker is one process, one thread)"
+    table = Table(title=Text(title), title_justify="left")
+    speed = report.steps_per_second
+    shown_speed = f"{speed:.1f}" if speed == round(speed, 1) else f"{speed:g}"  # 1.0, 0.25: as people write them
+    need = f"workers for {shown_speed} steps/s at batch {report.batch_size}"
+    for column in ("backend", "clips/s per worker", "ms per clip", need, "clips timed", "failed"):
+        table.add_column(column, justify="left" if column == "backend" else "right")
+    for pace in report.paces:
+        name = f"{pace.backend} (auto)" if pace.backend == report.auto else pace.backend
+        workers = report.workers(pace)
+        shown = "—" if workers is None else f"[bold red]{workers}[/]" if report.bottleneck(pace) else str(workers)
+        ms = pace.ms_per_clip
+        rate = f"{pace.clips_per_second:.1f}" if pace.clips else "—"
+        failed = str(len(pace.failures)) if pace.failures else ""
+        table.add_row(name, rate, "—" if ms is None else f"{ms:.1f}", shown, str(pace.clips), failed)
     return table

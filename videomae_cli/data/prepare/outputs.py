@@ -19,6 +19,7 @@ SPLITS = ("train", "val", "test")
 REPORT_FILE = "report.json"
 PRETRAIN_LIST = "train_pretrain.csv"
 PROBE_CACHE = ".probe_cache.json"
+TRANSCODE_CACHE = ".transcode_cache.json"
 VIDEOS_DIR = "videos"
 OUTPUT_FILES = frozenset({*(f"{split}.csv" for split in SPLITS), PRETRAIN_LIST, CLASSES_FILE, REPORT_FILE})
 

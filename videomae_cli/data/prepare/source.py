@@ -17,19 +17,19 @@ class Problem:
 
 @dataclass(frozen=True)
 class SourceItem:
-    """One listed video. `split` is None where the source does not say; `rel` names its transcoded `copy`, which the
-    manifests list instead of `path` once it exists."""
+    """One listed video. `split` is None where the source does not say; `rel` names its transcoded `copies` (one
+    file, or one per chunk), which the manifests list instead of `path` once they exist."""
 
     path: Path
     label: int
     split: str | None
     rel: PurePath
-    copy: Path | None = None
+    copies: tuple[Path, ...] = ()
 
     @property
-    def listed_path(self) -> Path:
-        """The file the manifests point at."""
-        return self.copy or self.path
+    def listed_paths(self) -> tuple[Path, ...]:
+        """The files the manifests point at: the copies, or the video itself."""
+        return self.copies or (self.path,)
 
 
 @dataclass

@@ -22,8 +22,8 @@ def synthetic_source(spec: PrepareSpec, out: Path, reporter: Reporter) -> Source
     Labels are the synthetic motion classes in MOTION_CLASSES order (so labels equal `synthetic_label`). Files from an
     earlier run with the same settings are kept; different settings re-render everything.
     """
-    from videomae_cli.data.probe import write_synthetic_video
     from videomae_cli.data.synthetic import MOTION_CLASSES, synthetic_label
+    from videomae_cli.data.transcode import write_synthetic_video
 
     assert spec.synthetic is not None
     videos = out / VIDEOS_DIR

@@ -131,6 +131,17 @@ def test_doctor_data_says_when_the_loader_will_be_the_bottleneck(videos: list[Pa
     assert "videomae prepare-data SRC --out DIR --resize-short 320" in result.output
 
 
+def test_doctor_data_does_not_advise_preparing_videos_that_are_prepared(videos: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "prepared"
+    command = ["prepare-data", str(videos[0].parent), "--out", str(out), "--resize-short", "32", "--progress", "off"]
+    prepared = CliRunner().invoke(app, command)
+    assert prepared.exit_code == 0, prepared.output
+    result = doctor("--data", str(out), *SMALL_FLAGS, "--steps-per-second", "1e6", "--batch-size", "256")
+    assert result.exit_code == 0, result.output
+    assert "the videos are prepared for training already: only more cores close the gap" in result.output
+    assert "videomae prepare-data SRC" not in result.output
+
+
 @pytest.mark.parametrize(
     ("make", "expected"),
     [

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import json
 import os
 import platform
 import sys
@@ -226,14 +227,15 @@ def _pyav_check() -> Check:
 
 
 def _decord_check(video: ModuleType) -> Check:
-    """decord: optional; preferred by the data loader where it loads (wheels exist for Linux x86_64 only)."""
+    """decord: an optional second backend (wheels exist for Linux x86_64 only); PyAV is the default everywhere."""
     if not (sys.platform.startswith("linux") and platform.machine() == "x86_64"):
         where = f"{sys.platform} {platform.machine()}"
-        return Check("decord", WARN, f"no wheels for {where}; PyAV is used (optional)")
+        return Check("decord", WARN, f"no wheels for {where} (optional; PyAV is the default)")
     module = video._decord()
     if module is None:
-        return Check("decord", WARN, "not installed or fails to load; PyAV is used (optional)", "pip install decord")
-    return Check("decord", OK, f"{getattr(module, '__version__', '?')} (preferred backend)")
+        detail = "not installed or fails to load (optional; PyAV is the default)"
+        return Check("decord", WARN, detail, "pip install decord")
+    return Check("decord", OK, f"{getattr(module, '__version__', '?')} (optional; data.decoder=decord)")
 
 
 def check_decode_selftest(backends: Iterable[str] | None = None) -> list[Check]:
@@ -315,6 +317,7 @@ class DataPace:
     steps_per_second: float
     batch_size: int
     cores: int  # CPU cores this process may use
+    prepared: bool = False  # `source` is a prepare-data output whose videos it re-encoded for training
 
     def workers(self, pace: DecodePace) -> int | None:
         """Loader workers that reach `steps_per_second` at `batch_size` with this backend; None when none loaded."""
@@ -390,7 +393,19 @@ def measure_data(
         first = next((pace.failures[0] for pace in paces if pace.failures), "")
         raise ConfigError(f"data: none of the {len(chosen)} sampled videos of {data} could be read ({first})")
     auto = resolve_backend("auto")
-    return DataPace(data, len(videos), len(chosen), paces, auto, steps_per_second, batch_size, usable_cores())
+    cores = usable_cores()
+    return DataPace(data, len(videos), len(chosen), paces, auto, steps_per_second, batch_size, cores, transcoded(data))
+
+
+def transcoded(data: Path) -> bool:
+    """Whether `data` is a prepare-data output folder whose report says it re-encoded the videos for training."""
+    from videomae_cli.data.prepare.outputs import REPORT_FILE
+
+    try:
+        report = json.loads((data / REPORT_FILE).read_text()) if data.is_dir() else None
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and bool(report.get("transcode"))
 
 
 def check_positive(**values: float) -> None:

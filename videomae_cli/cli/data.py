@@ -112,8 +112,7 @@ def prepare_data(
         typer.Option(
             "--decoder",
             metavar="NAME",
-            help="Training decoder every video must also decode with: auto (decord where installed, else pyav), "
-            "decord or pyav. [default: auto]",
+            help="Training decoder every video must also decode with: auto (pyav), pyav or decord. [default: auto]",
         ),
     ] = None,
     progress: Annotated[

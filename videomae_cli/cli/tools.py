@@ -94,10 +94,14 @@ def pace_verdicts(report: DataPace) -> list[str]:
             lines.append(f"{pace.backend}: {count} {speed} (this machine has {report.cores} cores)")
         else:
             best = report.best_steps_per_second(pace)
+            remedy = (
+                "the videos are prepared for training already: only more cores close the gap"
+                if report.prepared
+                else "prepare the videos for training: videomae prepare-data SRC --out DIR --resize-short 320"
+            )
             lines.append(
                 f"{pace.backend}: the loader will be the bottleneck: {speed} needs {workers} workers and this machine "
-                f"has {report.cores} cores (at most {best:.2g} steps/s); prepare the videos for training: "
-                "videomae prepare-data SRC --out DIR --resize-short 320"
+                f"has {report.cores} cores (at most {best:.2g} steps/s); {remedy}"
             )
     for pace in report.paces:
         if pace.failures:

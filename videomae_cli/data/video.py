@@ -34,7 +34,9 @@ from av.video.stream import VideoStream
 
 from videomae_cli.data.pyav_reader import CropScaler, FrameTable, Window, can_skip, frame_table, packets_to_decode
 
-BACKENDS: tuple[str, ...] = ("decord", "pyav")
+# Preferred first: the PyAV reader skips the non-reference frames a clip does not need and crops in FFmpeg's scaler,
+# 1.3-2.3x decord's clips/s on every set of benchmarks/bench_data.py (docs/performance.md); decord stays selectable.
+BACKENDS: tuple[str, ...] = ("pyav", "decord")
 _REASON_CHARS = 300  # decord error texts carry long C++ traces; the first part says what went wrong
 
 
@@ -72,7 +74,7 @@ def available_backends() -> list[str]:
 
 
 def resolve_backend(name: str = "auto") -> str:
-    """The concrete backend for `name`: "auto" is decord where importable, else pyav; a missing one is a VideoError."""
+    """The concrete backend for `name`: "auto" is pyav (always installed); a missing one is a VideoError."""
     if name == "auto":
         return available_backends()[0]
     if name not in BACKENDS:

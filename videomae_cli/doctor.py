@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import json
 import os
 import platform
 import sys
@@ -383,6 +382,7 @@ def measure_data(
     videos = list_videos(data) if videos is None else videos
     # the request is valid: now load torch and the decoders
     from videomae_cli.data.pace import measure_pace, sample_videos
+    from videomae_cli.data.prepare.outputs import was_transcoded
     from videomae_cli.data.video import available_backends, resolve_backend
 
     chosen = sample_videos(videos, sample)
@@ -392,20 +392,8 @@ def measure_data(
     if not any(pace.clips for pace in paces):
         first = next((pace.failures[0] for pace in paces if pace.failures), "")
         raise ConfigError(f"data: none of the {len(chosen)} sampled videos of {data} could be read ({first})")
-    auto = resolve_backend("auto")
-    cores = usable_cores()
-    return DataPace(data, len(videos), len(chosen), paces, auto, steps_per_second, batch_size, cores, transcoded(data))
-
-
-def transcoded(data: Path) -> bool:
-    """Whether `data` is a prepare-data output folder whose report says it re-encoded the videos for training."""
-    from videomae_cli.data.prepare.outputs import REPORT_FILE
-
-    try:
-        report = json.loads((data / REPORT_FILE).read_text()) if data.is_dir() else None
-    except (OSError, ValueError):
-        return False
-    return isinstance(report, dict) and bool(report.get("transcode"))
+    auto, cores, prepared = resolve_backend("auto"), usable_cores(), was_transcoded(data)
+    return DataPace(data, len(videos), len(chosen), paces, auto, steps_per_second, batch_size, cores, prepared)
 
 
 def check_positive(**values: float) -> None:

@@ -47,3 +47,12 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, data: Any) -> None:
     write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def was_transcoded(folder: Path) -> bool:
+    """Whether `folder` is a prepare-data output whose report says it re-encoded the videos for training."""
+    try:
+        report = json.loads((folder / REPORT_FILE).read_text()) if folder.is_dir() else None
+    except (OSError, ValueError):
+        return False
+    return isinstance(report, dict) and bool(report.get("transcode"))

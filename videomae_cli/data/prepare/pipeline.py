@@ -45,8 +45,8 @@ class PrepareResult:
 
 
 def resolve_decoder(name: str) -> str:
-    """The backend the spec's `decoder` means here ("auto": pyav); an explicitly
-    requested one that cannot be used here is a `ConfigError` naming the field."""
+    """The backend the spec's `decoder` means here ("auto": pyav); an explicitly requested one that cannot be used
+    here is a `ConfigError` naming the field."""
     try:
         return resolve_backend(name)
     except VideoError as e:

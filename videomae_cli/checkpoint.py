@@ -34,6 +34,8 @@ from videomae_cli.version import __version__
 
 CHECKPOINTS = "checkpoints"
 MODEL_FILE = "model.safetensors"
+METRICS_FILE = "metrics.jsonl"  # one JSON object per log window (and per validation) of a training run
+CURVES_FILE = "curves.png"  # the picture of metrics.jsonl, redrawn at checkpoints and at the end
 STATE_FILE = "train_state.pt"
 MANIFEST_FILE = "manifest.json"
 # sha256: with the SHA extensions of current CPUs hashlib's (OpenSSL's) sha256 hashes about 1.3 GB/s, faster than

@@ -52,6 +52,8 @@ REQUIRED: tuple[tuple[str, str, str], ...] = (
 OPTIONAL: tuple[tuple[str, str, str], ...] = (
     ("transformers", "HF parity tests and `format=hf` round trips", 'pip install "videomae-cli[dev]"'),
     ("onnxruntime", "export `format=onnx` verification", 'pip install "videomae-cli[onnx]"'),
+    ("tensorboard", "TensorBoard logs of training runs, on by default", 'pip install "videomae-cli[tensorboard]"'),
+    ("wandb", "Weights & Biases logging (`run.loggers`)", 'pip install "videomae-cli[wandb]"'),
 )
 
 SELFTEST_FRAMES, SELFTEST_WIDTH, SELFTEST_HEIGHT = 16, 64, 48

@@ -16,7 +16,7 @@ from videomae_cli.cli.common import app
 
 # Commands are listed by --help in the order they register: the order of a project's work.
 # isort: off
-from videomae_cli.cli import train, infer, interop, data, tools  # noqa: F401
+from videomae_cli.cli import train, infer, interop, data, tools, plot  # noqa: F401
 # isort: on
 
 __all__ = ["app", "main"]

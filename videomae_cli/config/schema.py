@@ -126,6 +126,19 @@ class OptimSpec(Strict):
         return self
 
 
+LoggerName = Literal["jsonl", "tensorboard", "wandb"]
+
+
+class WandbOptions(Strict):
+    """The Weights & Biases run a training run logs to (with `run.loggers: [wandb]`); WANDB_* variables apply too."""
+
+    project: str = "videomae"
+    entity: str | None = None  # team or user; None: the account's default
+    name: str | None = None  # None: the run directory's name
+    group: str | None = None
+    tags: list[str] = Field(default_factory=list)
+
+
 class RunOptions(Strict):
     """Where and how the run executes."""
 
@@ -145,6 +158,9 @@ class RunOptions(Strict):
     strategy: Literal["ddp", "fsdp"] = "ddp"
     activation_checkpointing: bool = False  # recompute block activations in the backward pass: memory for compute
     compile: bool = False  # torch.compile the training step's model (minutes of compiling first; see README)
+    # Where the numbers go besides metrics.jsonl (always written). None: TensorBoard where it is installed.
+    loggers: list[LoggerName] | None = None
+    wandb: WandbOptions = Field(default_factory=WandbOptions)
 
     @model_validator(mode="after")
     def _check_length(self) -> RunOptions:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from videomae_cli.checkpoint import MODEL_FILE
+from videomae_cli.checkpoint import METRICS_FILE, MODEL_FILE
 from videomae_cli.config.resolve import spec_to_yaml
 from videomae_cli.config.schema import DataSpec
 from videomae_cli.data.loader import ClipNormalizer, train_loader
@@ -27,6 +27,7 @@ from videomae_cli.runtime import autocast_for
 from videomae_cli.train import distributed
 from videomae_cli.train.guards import BAD_VIDEOS, BadClipLog, StopRequest, ensure_finite, stop_requested
 from videomae_cli.train.lock import hold_run_directory
+from videomae_cli.train.loggers import RunLog
 from videomae_cli.train.parallel import gradient_sync
 from videomae_cli.train.run import Run, describe_run
 from videomae_cli.train.state import MetricsLog, save_run_checkpoint
@@ -39,12 +40,11 @@ def train(run: Run, reporter: Reporter) -> float | None:
     another live process holds the run directory (train/lock.py).
     """
     spec, out = run.spec, run.out
-    metrics = MetricsLog(out / "metrics.jsonl")
     # Rank 0 creates the run directory and holds its lock to the end: no second run writes to it meanwhile.
     with hold_run_directory(out) if run.dist.is_main else contextlib.nullcontext() as lock:
         if run.dist.is_main:
             (out / "spec.yaml").write_text(spec_to_yaml(spec, run.meta))
-            metrics.truncate_after(run.start_step)
+            MetricsLog(out / METRICS_FILE).truncate_after(run.start_step)
         reporter.start(spec.kind, run.total_steps, run.start_step, describe_run(run))
         for notice in [*run.notices, lock.notice if lock else None]:
             if notice:
@@ -53,14 +53,17 @@ def train(run: Run, reporter: Reporter) -> float | None:
             reporter.notice(f"{out} is already complete at step {run.start_step}")
             reporter.close()
             return None
+        log = RunLog(spec, out, run.start_step, reporter.notice) if run.dist.is_main else None  # rank 0 logs
         try:
             with StopRequest() as stop:
-                return _loop(run, reporter, metrics, stop)
+                return _loop(run, reporter, log, stop)
         finally:
+            if log is not None:
+                log.close()
             reporter.close()
 
 
-def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) -> float | None:
+def _loop(run: Run, reporter: Reporter, log: RunLog | None, stop: StopRequest) -> float | None:
     spec, model, opt, task = run.spec, run.model, run.optimizer, run.task
     train_model = run.train_model if run.train_model is not None else model
     autocast = autocast_for(run.device, spec.run.precision)
@@ -125,11 +128,12 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) 
                 "clips_per_s": window_steps * run.global_batch / elapsed,
                 "data_wait": data_wait / elapsed,  # fraction of the window's wall time spent waiting for batches
                 "elapsed_s": time.perf_counter() - started,
+                "clips": done * run.global_batch,  # clips seen so far: the x axis that compares batch sizes
                 "bad_videos": len(bad_clips.seen),
             }
             ensure_finite(nonfinite, run, done)
-            if run.dist.is_main:
-                metrics.write(record)
+            if log is not None:
+                log.write(record)
             reporter.log(done, record)
             warning = loader_watch.window(record["data_wait"])
             if warning:
@@ -140,14 +144,16 @@ def _loop(run: Run, reporter: Reporter, metrics: MetricsLog, stop: StopRequest) 
             ensure_finite(nonfinite, run, done)
             paused = time.perf_counter()
             extra = task.after_epoch(run, done, reporter)
-            if extra and run.dist.is_main:
-                metrics.write({"step": done, "epoch": run.epoch_at(done), **extra})
+            if extra and log is not None:
+                log.write({"step": done, "epoch": run.epoch_at(done), **extra})
                 reporter.log(done, extra)
             window_start += time.perf_counter() - paused  # validation time is not training throughput
         stopping = stop_requested(stop, run)
         if (spec.run.save_every and done % spec.run.save_every == 0) or is_last or stopping:
             ensure_finite(nonfinite, run, done)
             save_run_checkpoint(run, done)
+            if log is not None:
+                log.draw(f"{run.out.name}: {spec.kind}, model {spec.model.name}", final=is_last or stopping)
         if stopping and not is_last:
             raise Preempted(
                 f"{stop.received or 'a stop signal on another rank'} at step {done}: checkpoint written to "

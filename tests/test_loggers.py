@@ -277,3 +277,50 @@ def test_validation_gets_its_own_panel_and_clips_need_clip_counts() -> None:
     assert list(panel.lines[0].get_ydata()) == [25.0]  # percent
     with pytest.raises(ConfigError, match=r"^x: ft logged no clip counts; compare by step$"):
         curves_figure([finetune], x="clips")
+
+
+def test_wandb_without_a_login_on_a_terminal_never_prompts(tmp_path: Path) -> None:
+    """On a terminal with no W&B login, wandb itself would show its account menu and wait; the run must instead go
+    on without the logger. A pseudo-terminal (pty) makes stdin and stderr terminals, as in an interactive shell."""
+    pytest.importorskip("wandb")
+    pty = pytest.importorskip("pty")
+    import contextlib
+    import os
+    import select
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env |= {"HOME": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path / "config"), "NETRC": str(tmp_path / "netrc")}
+    env["WANDB_BASE_URL"] = "http://127.0.0.1:9"  # never the network
+    args = [
+        "--model",
+        "test",
+        "--steps",
+        "2",
+        "--num-workers",
+        "0",
+        "--out",
+        str(tmp_path / "run"),
+        "--progress",
+        "off",
+    ]
+    args += ["--set", "data.input_size=64", "--set", "data.num_frames=4", "--set", "run.loggers=[wandb]"]
+    leader, follower = pty.openpty()
+    command = [sys.executable, "-m", "videomae_cli", "pretrain", *args]
+    with subprocess.Popen(command, stdin=follower, stdout=subprocess.PIPE, stderr=follower, env=env) as process:
+        os.close(follower)
+        output, deadline = b"", time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:  # a prompt would wait forever: give up
+            if select.select([leader], [], [], 0.5)[0]:
+                with contextlib.suppress(OSError):  # the child closed the terminal
+                    output += os.read(leader, 4096)
+        process.kill()
+        code = process.wait()
+    os.close(leader)
+    text = output.decode(errors="replace")
+    assert code == 0, text
+    assert "Enter your choice" not in text
+    assert "warning: the wandb logger failed (" in text and "the run goes on without it" in text
+    assert (tmp_path / "run" / "model.safetensors").is_file()

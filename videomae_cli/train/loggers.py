@@ -13,6 +13,7 @@ curves.png, `videomae plot`), is the one record that must not be lost.
 from __future__ import annotations
 
 import importlib.util
+import os
 import secrets
 import string
 import time
@@ -115,6 +116,9 @@ class WandbLogger:
     name = "wandb"
 
     def __init__(self, spec: TrainSpec, out: Path) -> None:
+        # Silent, wandb never prompts: without it, a run on a terminal with no W&B login stops at wandb's account
+        # menu (nothing here prompts); instead wandb.init raises and the run goes on without this logger.
+        os.environ["WANDB_SILENT"] = "true"
         import wandb
 
         folder = out / WANDB_DIR

@@ -137,10 +137,13 @@ def test_two_processes_train_the_same_weights_as_one(strategy: str, tmp_path: Pa
     assert [step for step, _ in ckpt.list_checkpoints(tmp_path / "two")] == [3, 6]  # one set, written by rank 0
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
         "checkpoints",
+        "curves.png",
         "metrics.jsonl",
         "model.safetensors",
         "spec.yaml",
+        "tb",
     ]
+    assert len(list((tmp_path / "two" / "tb").iterdir())) == 1  # one event file: rank 0 logs, rank 1 does not
     assert len(losses(tmp_path / "two")) == 6  # one line per step, not one per rank
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import torch
 from conftest import PARITY_GRID, parity_spec, randomize, run_cli
 from safetensors.torch import load_file, save_file
 from torch import nn
+from videogen import write_video
 
 import videomae_cli
 from videomae_cli.checkpoint import model_metadata, save_weights
@@ -155,6 +157,22 @@ def test_export_hf_config_carries_every_field_and_imagenet_normalisation(hf_expo
     assert (config["model_type"], config["layer_norm_eps"], config["use_mean_pooling"]) == ("videomae", 1e-6, True)
     processor = json.loads((hf_exports["classifier"] / "preprocessor_config.json").read_text())
     assert processor["image_mean"] == list(IMAGENET_MEAN) and processor["image_std"] == list(IMAGENET_STD)
+
+
+def test_export_hf_classifier_runs_in_the_transformers_video_classification_pipeline(
+    ours: dict[str, Path], hf_exports: dict[str, Path], tmp_path: Path
+) -> None:
+    pipe = transformers.pipeline("video-classification", model=str(hf_exports["classifier"]))
+    with av.open(str(write_video(tmp_path / "v.mp4", 20, width=96, height=80))) as container:
+        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)])  # [T, H, W, 3]
+    answer = pipe(frames, top_k=len(CLASSES))
+    pixels = pipe.preprocess(frames)["pixel_values"]  # what the pipeline fed the model: [1, T, 3, H, W]
+    assert pixels.shape == (1, GRID.frames, 3, GRID.height, GRID.width)
+    with torch.no_grad():
+        probabilities = videomae_cli.load(ours["classifier"])(pixels.permute(0, 2, 1, 3, 4)).softmax(-1)[0]
+    expected = sorted(zip(probabilities.tolist(), CLASSES, strict=True), reverse=True)
+    assert [a["label"] for a in answer] == [name for _, name in expected]
+    np.testing.assert_allclose([a["score"] for a in answer], [p for p, _ in expected], atol=1e-5)
 
 
 def test_export_hf_says_what_transformers_needs(ours: dict[str, Path], tmp_path: Path) -> None:

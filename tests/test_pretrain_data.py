@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import run_cli
+from torch.utils.data import DataLoader
 from videogen import write_text_as_video, write_truncated, write_video
 
 from videomae_cli.config.resolve import resolve_spec
 from videomae_cli.config.schema import PretrainSpec, grid_of
 from videomae_cli.data import clips as clips_module
 from videomae_cli.data.clips import VideoClips
-from videomae_cli.data.loader import SampledClips
+from videomae_cli.data.loader import SampledClips, batches_from, ignore_stop_signals
 from videomae_cli.data.manifest import ManifestEntry, read_manifest
 from videomae_cli.data.video import open_video
 from videomae_cli.errors import ConfigError, DataError
@@ -147,3 +149,18 @@ def test_pretrain_with_repeated_sampling_trains(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert record["epoch"] == 0.5  # a step is 2 clips = 1 video; 2 steps of a 4-video dataset
+
+
+def test_leaving_a_loop_shuts_its_workers_down_even_while_the_iterator_lives_on() -> None:
+    # Workers ignore SIGTERM, so multiprocessing's terminate() at exit cannot end them: a worker left behind by an
+    # iterator that outlives its loop would keep the process from exiting. batches_from ends them on leaving.
+    loader = DataLoader(
+        range(64), batch_size=2, num_workers=1, worker_init_fn=ignore_stop_signals, persistent_workers=True
+    )
+    before = set(multiprocessing.active_children())
+    with batches_from(loader) as batches:
+        next(batches)
+        workers = set(multiprocessing.active_children()) - before
+        assert workers and all(worker.is_alive() for worker in workers)
+    assert batches is not None  # still referenced, as a reference cycle would keep it
+    assert not any(worker.is_alive() for worker in workers)

@@ -19,12 +19,15 @@ __all__ = ["__version__", "load", "load_checkpoint"]
 
 def load(path, device: str = "cpu") -> nn.Module:
     """One of our checkpoints (a .safetensors file, a checkpoint dir or a run dir) as a model in eval mode, with
-    `.spec` (the run spec) and, for a classifier, `.classes` (the class names). design.md: Python API."""
+    `.spec` (the run spec) and, for a classifier, `.classes` (the class names); or a Hugging Face Hub id
+    (`ORG/NAME[@REVISION]`, `hf://…`), fetched and converted once into the cache. design.md: Python API."""
     return load_checkpoint(path, device).model
 
 
 def load_checkpoint(path, device: str = "cpu") -> LoadedCheckpoint:
     """The richer result: `.model`, `.kind` ("pretrain" | "classifier"), `.spec`, `.classes`, `.path`."""
     from videomae_cli.checkpoint import load_checkpoint as _load_checkpoint
+    from videomae_cli.interop.hub import hub_checkpoint, parse_hub_ref
 
-    return _load_checkpoint(path, device)
+    ref = parse_hub_ref(path)
+    return _load_checkpoint(hub_checkpoint(ref, "path").path if ref else path, device)

@@ -32,6 +32,13 @@ class NonFiniteLossError(VideoMAEError):
     exit_code = 4
 
 
+class HubUnavailable(VideoMAEError):
+    """A hub checkpoint could not be fetched and is not in the local cache: no connection, the hub down, or offline
+    mode (HF_HUB_OFFLINE=1) (exit 69, sysexits' EX_UNAVAILABLE). The message says which."""
+
+    exit_code = 69
+
+
 class StorageError(VideoMAEError):
     """Reading or writing a file failed mid-run: no space, read-only, permission, quota, I/O error (exit 74,
     sysexits' EX_IOERR). The message names the path and the reason, and what was kept (e.g. the checkpoint to resume

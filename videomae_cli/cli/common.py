@@ -79,6 +79,29 @@ def check_output(path: Path, field: str, kind: Literal["dir", "file"]) -> None:
         raise ConfigError(f"{field}: cannot write {where}: {reason}")
 
 
+def fetch_checkpoint(text: str, field: str) -> Path:
+    """The local checkpoint a CKPT argument names. A hub reference (`ORG/NAME[@REV]`, `hf://…`; interop/hub.py) is
+    fetched into the Hugging Face cache and, in another codebase's layout, converted once, saying so on stderr; any
+    other text is a path. Called once the rest of the request is valid: nothing downloads for a request refused."""
+    from videomae_cli.interop.hub import hub_checkpoint, parse_hub_ref
+
+    ref = parse_hub_ref(text)
+    if ref is None:
+        return Path(text)
+    found = hub_checkpoint(ref, field)
+    stderr.print(f"hub: {found.describe()}", markup=False)
+    return found.path
+
+
+def hub_output_folder(text: str) -> Path | None:
+    """Where a command that writes beside its checkpoint writes for a hub reference instead: runs/ORG--NAME (the
+    cache is huggingface_hub's, not ours to write in); None for a local path."""
+    from videomae_cli.interop.hub import parse_hub_ref
+
+    ref = parse_hub_ref(text)
+    return None if ref is None else Path("runs") / ref.folder_name
+
+
 _FIELD_REFERENCE = re.compile(r"`([a-z_][a-z0-9_.]*)(?:=([^`]*))?`")
 _LEADING_FIELD = re.compile(r"^([a-z_][a-z0-9_.]*): ")
 
@@ -225,7 +248,7 @@ def common_run_flags(
 
 
 def inference_flags(
-    checkpoint: Path, precision: str | None, device: str | None, num_workers: int | None, progress: str | None
+    checkpoint: str, precision: str | None, device: str | None, num_workers: int | None, progress: str | None
 ) -> dict[str, tuple[str, Any]]:
     """The flags evaluate, predict and embed share (config/schema.py: InferenceOptions): {spec path: (flag, value)}."""
     return {

@@ -16,6 +16,8 @@ from videomae_cli.cli.common import (
     WorkersOpt,
     app,
     check_output,
+    fetch_checkpoint,
+    hub_output_folder,
     inference_flags,
     reporting,
     stderr,
@@ -26,10 +28,11 @@ from videomae_cli.cli.common import (
 @app.command()
 def evaluate(
     checkpoint: Annotated[
-        Path,
+        str,
         typer.Argument(
             metavar="CKPT",
-            help="A classifier or pretrain checkpoint (.safetensors, checkpoint dir or run dir).",
+            help="A classifier or pretrain checkpoint (.safetensors, checkpoint dir or run dir), or a Hugging Face Hub "
+            "id: ORG/NAME, ORG/NAME@REVISION or hf://ORG/NAME.",
             show_default=False,
         ),
     ],
@@ -83,16 +86,19 @@ def evaluate(
         if spec.report is not None:
             check_output(spec.report, "report", "file")
         # the request is valid: now load torch (see the module docstring)
-        from videomae_cli.infer.evaluate import default_report_path
+        from videomae_cli.infer.evaluate import REPORT_NAME, default_report_path
         from videomae_cli.infer.evaluate import evaluate as run_evaluation
         from videomae_cli.ui.tables import per_class_table, report_table
 
-        if spec.report is None:
-            check_output(default_report_path(spec.checkpoint), "report", "file")
+        if spec.report is None:  # beside the checkpoint; for a hub id in runs/ORG--NAME (the cache is not ours)
+            hub_folder = hub_output_folder(checkpoint)
+            spec.report = hub_folder / "eval" / REPORT_NAME if hub_folder else default_report_path(spec.checkpoint)
+            check_output(spec.report, "report", "file")
+        spec.checkpoint = fetch_checkpoint(checkpoint, "checkpoint")
         with reporting(spec.progress) as reporter:
             result = run_evaluation(spec, reporter)
         console = Console(highlight=False)
-        console.print(report_table(result.report, f"{result.report['kind']} checkpoint {spec.checkpoint}"))
+        console.print(report_table(result.report, f"{result.report['kind']} checkpoint {checkpoint}"))
         if "per_class" in result.report:
             console.print(per_class_table(result.report, limit=20))
         console.print(f"report: {result.path}", markup=False)
@@ -101,10 +107,11 @@ def evaluate(
 @app.command()
 def predict(
     checkpoint: Annotated[
-        Path,
+        str,
         typer.Argument(
             metavar="CKPT",
-            help="A classifier checkpoint (.safetensors, checkpoint dir or run dir).",
+            help="A classifier checkpoint (.safetensors, checkpoint dir or run dir), or a Hugging Face Hub id: "
+            "ORG/NAME, ORG/NAME@REVISION or hf://ORG/NAME.",
             show_default=False,
         ),
     ],
@@ -155,6 +162,8 @@ def predict(
         # the request is valid: now load torch (see the module docstring)
         from videomae_cli.infer.predict import predict as run_prediction
 
+        spec.checkpoint = fetch_checkpoint(checkpoint, "checkpoint")
+
         with reporting(spec.progress) as reporter:
             found, failures = run_prediction(spec, reporter)
         for bad in failures:
@@ -163,9 +172,7 @@ def predict(
             raise DataError(f"none of the {len(failures)} inputs could be read")
         from videomae_cli.ui.tables import predictions_table
 
-        Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(
-            predictions_table(found, spec.checkpoint)
-        )
+        Console(highlight=False, width=None if sys.stdout.isatty() else 160).print(predictions_table(found, checkpoint))
         if spec.json_path is not None:
             typer.echo(f"wrote {spec.json_path}")
 
@@ -173,10 +180,11 @@ def predict(
 @app.command()
 def embed(
     checkpoint: Annotated[
-        Path,
+        str,
         typer.Argument(
             metavar="CKPT",
-            help="A pretrain or classifier checkpoint (.safetensors, checkpoint dir or run dir).",
+            help="A pretrain or classifier checkpoint (.safetensors, checkpoint dir or run dir), or a Hugging Face Hub "
+            "id: ORG/NAME, ORG/NAME@REVISION or hf://ORG/NAME.",
             show_default=False,
         ),
     ],
@@ -256,6 +264,8 @@ def embed(
         # the request is valid: now load torch (see the module docstring)
         from videomae_cli.infer.embed import embed as run_embedding
         from videomae_cli.infer.embed import index_path
+
+        spec.checkpoint = fetch_checkpoint(checkpoint, "checkpoint")
 
         with reporting(spec.progress) as reporter:
             result = run_embedding(spec, reporter)

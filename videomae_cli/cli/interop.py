@@ -13,6 +13,7 @@ from videomae_cli.cli.common import (
     SetOpt,
     app,
     check_output,
+    fetch_checkpoint,
     user_errors,
 )
 
@@ -23,11 +24,12 @@ if TYPE_CHECKING:  # the interop layer imports torch: only after a request is va
 @app.command()
 def convert(
     src: Annotated[
-        Path,
+        str,
         typer.Argument(
             metavar="SRC",
-            help="An official VideoMAE V1/V2 or MAE-ST .pth, an HF transformers directory, or model.safetensors "
-            "with config.json beside it.",
+            help="An official VideoMAE V1/V2 or MAE-ST .pth, an HF transformers directory, model.safetensors "
+            "with config.json beside it, or a Hugging Face Hub id of any of these: ORG/NAME, ORG/NAME@REVISION, "
+            "hf://ORG/NAME or hf://ORG/NAME/FILE.",
             show_default=False,
         ),
     ],
@@ -64,8 +66,9 @@ def convert(
         from videomae_cli.interop.settings import MissingSettings
         from videomae_cli.ui.tables import summary_table
 
+        source, origin = _source_path(src)
         try:
-            conversion = run_conversion(src, sets)
+            conversion = run_conversion(source, sets)
         except MissingSettings as e:
             hint = " ".join(f"--set {field}=N" for field in e.fields)
             raise ConfigError(f"{e}: pass {hint}") from None
@@ -74,8 +77,17 @@ def convert(
         console.print(summary_table(conversion, out))
         if verify:
             _verify_conversion(conversion)
-        save_conversion(conversion, out)
+        save_conversion(conversion, out, origin=origin)
         typer.echo(f"wrote {out} ({conversion.kind} checkpoint; try: videomae evaluate {out})")
+
+
+def _source_path(src: str) -> tuple[Path, str | None]:
+    """(SRC on this machine, the origin to record where its path would not say it): a hub id's files are fetched
+    into the Hugging Face cache first (interop/hub.py); anything else is a path."""
+    from videomae_cli.interop.hub import hub_source, parse_hub_ref
+
+    ref = parse_hub_ref(src)
+    return (Path(src), None) if ref is None else hub_source(ref, "SRC")
 
 
 def _verify_conversion(conversion: Conversion) -> None:
@@ -96,9 +108,12 @@ def _verify_conversion(conversion: Conversion) -> None:
 @app.command()
 def export(
     checkpoint: Annotated[
-        Path,
+        str,
         typer.Argument(
-            metavar="CKPT", help="Our checkpoint (.safetensors, checkpoint dir or run dir).", show_default=False
+            metavar="CKPT",
+            help="Our checkpoint (.safetensors, checkpoint dir or run dir), or a Hugging Face Hub id (ORG/NAME, "
+            "ORG/NAME@REVISION, hf://ORG/NAME), converted first when it is in another layout.",
+            show_default=False,
         ),
     ],
     fmt: Annotated[
@@ -132,7 +147,7 @@ def export(
         from videomae_cli.checkpoint import load_checkpoint
         from videomae_cli.interop.export import export as run_export
 
-        result = run_export(load_checkpoint(checkpoint), fmt, out)
+        result = run_export(load_checkpoint(fetch_checkpoint(checkpoint, "checkpoint")), fmt, out)
         typer.echo(f"wrote {result.path} ({result.target})")
         for note in result.notes:
             typer.echo(f"  - {note}")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 
-from videomae_cli.cli.common import app, check_output, in_flag_terms, user_errors
+from videomae_cli.cli.common import app, check_output, fetch_checkpoint, in_flag_terms, user_errors
 
 if TYPE_CHECKING:
     from videomae_cli.doctor import Check, DataPace
@@ -127,11 +127,12 @@ def _in_flag_terms(check: Check) -> Check:
 @app.command("visualize-mask")
 def visualize_mask(
     checkpoint: Annotated[
-        Path | None,
+        str | None,
         typer.Argument(
             metavar="CKPT",
-            help="A pretrain checkpoint (.safetensors, checkpoint dir or run dir) to reconstruct with; its clip "
-            "geometry and mask are the defaults. Without one only the mask is shown.",
+            help="A pretrain checkpoint (.safetensors, checkpoint dir or run dir, or a Hugging Face Hub id: ORG/NAME, "
+            "ORG/NAME@REVISION or hf://ORG/NAME) to reconstruct with; its clip geometry and mask are the defaults. "
+            "Without one only the mask is shown.",
             show_default=False,
         ),
     ] = None,
@@ -218,6 +219,8 @@ def visualize_mask(
         # the request is valid: now load torch (see the package docstring)
         from videomae_cli.viz import compute, render
 
+        if checkpoint is not None:
+            spec.checkpoint = fetch_checkpoint(checkpoint, "checkpoint")
         setup = compute.setup(spec)
         columns = compute.parse_frames(spec.frames, setup.grid)
         clip, indices = compute.read_clip(spec.video, setup.plan)

@@ -7,6 +7,7 @@ the training device, where they are normalised in one fused step.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -203,6 +204,20 @@ def ignore_stop_signals(worker_id: int) -> None:
         number = getattr(signal, name, None)
         if number is not None:  # SIGUSR1 does not exist on Windows
             signal.signal(number, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def batches_from(loader: DataLoader) -> Iterator[Iterator]:
+    """Iterate `loader` with its workers shut down on leaving the block, however the loop ends. Workers ignore the
+    stop signals, so the terminate() that multiprocessing sends its children at exit cannot end one: an iterator that
+    outlived its loop (kept by a reference cycle until the interpreter exits) would hold the process open forever."""
+    batches = iter(loader)
+    try:
+        yield batches
+    finally:
+        shut_down = getattr(batches, "_shutdown_workers", None)  # torch's own teardown (what __del__ calls)
+        if shut_down is not None:  # absent without workers: nothing to shut down
+            shut_down()
 
 
 def train_loader(

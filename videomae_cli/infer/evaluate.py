@@ -22,7 +22,7 @@ from torch import nn
 
 from videomae_cli.checkpoint import LoadedCheckpoint, atomic_write, load_checkpoint
 from videomae_cli.config.schema import EvaluateSpec, default_views, parse_views
-from videomae_cli.data.loader import BadClip, ClipNormalizer
+from videomae_cli.data.loader import BadClip, ClipNormalizer, batches_from
 from videomae_cli.data.sources import bank_source, query_source
 from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource, view_loader
 from videomae_cli.errors import DataError
@@ -153,8 +153,8 @@ def frozen_pass(
 ) -> FrozenPass:
     """Pooled encoder features of every video, and (with `masks`) its masked reconstruction loss."""
     normalize, out = ClipNormalizer(device), FrozenPass()
-    with torch.no_grad():
-        for batch in view_loader(views, spec.batch_size, spec.num_workers):
+    with torch.no_grad(), batches_from(view_loader(views, spec.batch_size, spec.num_workers)) as batches:
+        for batch in batches:
             out.failures += [s.failure for s in batch if s.failure is not None]
             good = [s for s in batch if s.views is not None]
             if good:

@@ -17,7 +17,7 @@ from torch import nn
 
 from videomae_cli.checkpoint import atomic_write
 from videomae_cli.config.schema import PredictSpec, default_views, parse_views
-from videomae_cli.data.loader import BadClip, ClipNormalizer
+from videomae_cli.data.loader import BadClip, ClipNormalizer, batches_from
 from videomae_cli.data.views import VideoViews, ViewPlan, view_loader
 from videomae_cli.errors import ConfigError
 from videomae_cli.infer.metrics import average_view_probabilities
@@ -69,8 +69,8 @@ def predict_views(
             return model(normalize(clips)).float()
 
     probs, labels, indices, failures = [], [], [], []
-    with torch.no_grad():
-        for batch in view_loader(views, batch_size, num_workers):
+    with torch.no_grad(), batches_from(view_loader(views, batch_size, num_workers)) as batches:
+        for batch in batches:
             good = [s for s in batch if s.views is not None]
             failures += [s.failure for s in batch if s.failure is not None]
             if good:

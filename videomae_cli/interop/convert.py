@@ -64,9 +64,11 @@ def convert(path: Path, sets: list[str] | None = None) -> Conversion:
     return Conversion(source, kind, spec, state_dict, classes, settings, dropped, _notes(source))
 
 
-def save_conversion(conversion: Conversion, out: Path) -> None:
-    """Write the converted weights as one of our checkpoints (atomically)."""
-    extra: dict[str, Any] = {"converted_from": f"{conversion.source.path} ({LAYOUTS[conversion.source.layout]})"}
+def save_conversion(conversion: Conversion, out: Path, origin: str | None = None) -> None:
+    """Write the converted weights as one of our checkpoints (atomically); `origin` names the source in the metadata
+    where its path does not (a hub id)."""
+    where = origin or conversion.source.path
+    extra: dict[str, Any] = {"converted_from": f"{where} ({LAYOUTS[conversion.source.layout]})"}
     if conversion.classes is not None:
         extra["classes"] = json.dumps(conversion.classes)
     metadata = model_metadata(conversion.kind, conversion.spec.model_dump_json(), **extra)

@@ -77,6 +77,12 @@ def export_hf(loaded: LoadedCheckpoint, out: Path) -> Exported:
         f"normalise with {NORMALISATION}; preprocessor_config.json says so (the HF processor default is 0.5/0.5)",
         f"HF hard-codes eps 1e-5 in {eps_layers} (ours {spec.model.layer_norm_eps:g}): outputs differ by ~1e-5",
     ]
+    if classifier:
+        notes.insert(
+            1,
+            f"or classify videos: transformers.pipeline('video-classification', model={str(out)!r}) on decoded "
+            "frames [T, H, W, 3] (a file path needs torchcodec in transformers 5)",
+        )
     return Exported(out, f"HF transformers {head}", notes)
 
 

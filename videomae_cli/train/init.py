@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from videomae_cli.checkpoint import DamagedCheckpoint, inspect_weights, load_state, weights_file
 from videomae_cli.config.schema import FinetuneSpec
 from videomae_cli.errors import ConfigError
+from videomae_cli.interop.hub import hub_checkpoint, parse_hub_ref
 from videomae_cli.models.classifier import VideoClassifier, classifier_names_from_pretrain
 from videomae_cli.models.vit import TokenGrid
 from videomae_cli.progress import Reporter
@@ -60,11 +61,21 @@ def group_names(keys: list[str], spell_out: int = 2) -> str:
 
 
 def checkpoint_file(choice: str) -> Path:
-    """A weights file from a file, checkpoint directory or run directory path."""
+    """A weights file from a file, checkpoint directory or run directory path, or a hub id (interop/hub.py: fetched,
+    and converted once, into the cache)."""
+    ref = parse_hub_ref(choice)
+    if ref is not None:
+        return hub_checkpoint(ref, "init").path
     path = weights_file(choice)
     if not path.is_file():
         raise ConfigError(f"init: no such checkpoint: {path}")
     return path
+
+
+def describe_init(choice: str) -> str:
+    """How the init checkpoint is named to the user: its path, or a hub id with its commit and cached copy."""
+    ref = parse_hub_ref(choice)
+    return hub_checkpoint(ref, "init").describe() if ref is not None else str(checkpoint_file(choice))
 
 
 def read_init_spec(choice: str) -> tuple[str, dict[str, Any]]:
@@ -93,7 +104,7 @@ def load_init(model: VideoClassifier, spec: FinetuneSpec, reporter: Reporter) ->
             state = load_state(path)
         except DamagedCheckpoint as e:
             raise ConfigError(f"init: damaged or not a checkpoint: {path} ({e})") from None
-        report = init_from_state(model, state, kind, saved_grid(saved, model.grid), str(path))
+        report = init_from_state(model, state, kind, saved_grid(saved, model.grid), describe_init(spec.init))
     reporter.notice(report.summary())
     return asdict(report)
 

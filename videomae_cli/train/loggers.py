@@ -172,7 +172,7 @@ class RunLog:
             self._attempt(
                 f"the {name} logger", lambda name=name: self.loggers.append(_open(name, spec, out, start_step))
             )
-        if self.loggers:
+        if self.loggers and spec.run.loggers is not None:  # the default run stays as quiet as it always was
             say("logging to " + ", ".join(logger.description for logger in self.loggers))
 
     def write(self, record: dict[str, Any]) -> None:

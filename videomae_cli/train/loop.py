@@ -12,15 +12,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
+from torch.utils.data import DataLoader
 
 from videomae_cli.checkpoint import METRICS_FILE, MODEL_FILE
 from videomae_cli.config.resolve import spec_to_yaml
 from videomae_cli.config.schema import DataSpec
-from videomae_cli.data.loader import ClipNormalizer, train_loader
+from videomae_cli.data.loader import ClipBatch, ClipNormalizer, batches_from, train_loader
 from videomae_cli.errors import Preempted
 from videomae_cli.progress import Reporter, format_duration
 from videomae_cli.runtime import autocast_for
@@ -55,19 +56,18 @@ def train(run: Run, reporter: Reporter) -> float | None:
             return None
         log = RunLog(spec, out, run.start_step, reporter.notice) if run.dist.is_main else None  # rank 0 logs
         try:
-            with StopRequest() as stop:
-                return _loop(run, reporter, log, stop)
+            with StopRequest() as stop, batches_from(_loader(run)) as batches:
+                return _loop(run, batches, reporter, log, stop)
         finally:
             if log is not None:
                 log.close()
             reporter.close()
 
 
-def _loop(run: Run, reporter: Reporter, log: RunLog | None, stop: StopRequest) -> float | None:
-    spec, model, opt, task = run.spec, run.model, run.optimizer, run.task
-    train_model = run.train_model if run.train_model is not None else model
-    autocast = autocast_for(run.device, spec.run.precision)
-    loader = train_loader(
+def _loader(run: Run) -> DataLoader:
+    """This rank's endless batches, resuming where the checkpoint left the sample stream."""
+    spec = run.spec
+    return train_loader(
         run.dataset,
         spec.optim.batch_size // spec.data.num_sample,
         spec.run.seed,
@@ -78,7 +78,15 @@ def _loop(run: Run, reporter: Reporter, log: RunLog | None, stop: StopRequest) -
         world=run.dist.world_size,
         prefetch=spec.data.prefetch,
     )
-    batches, normalize = iter(loader), ClipNormalizer(run.device)
+
+
+def _loop(
+    run: Run, batches: Iterator[ClipBatch], reporter: Reporter, log: RunLog | None, stop: StopRequest
+) -> float | None:
+    spec, model, opt, task = run.spec, run.model, run.optimizer, run.task
+    train_model = run.train_model if run.train_model is not None else model
+    autocast = autocast_for(run.device, spec.run.precision)
+    normalize = ClipNormalizer(run.device)
     model.train()
     loss_sum = torch.zeros((), device=run.device)
     nonfinite = torch.zeros((), dtype=torch.bool, device=run.device)

@@ -90,7 +90,7 @@ _MAPPING = {
 }
 
 
-def predictions_table(predictions: Iterable[Prediction], checkpoint: Path) -> Table:
+def predictions_table(predictions: Iterable[Prediction], checkpoint: str | Path) -> Table:
     """The top classes of each video, with their probabilities."""
     table = Table(title=f"predictions of {checkpoint}", title_justify="left")
     table.add_column("video")

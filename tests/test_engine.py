@@ -36,12 +36,13 @@ def records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_resuming_from_a_checkpoint_continues_the_same_run_exactly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("objective", [(), ("model.target=hog",), ("mask.type=motion", "mask.ratio=0.75")])
+def test_resuming_from_a_checkpoint_continues_the_same_run_exactly(objective: tuple[str, ...], tmp_path: Path) -> None:
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    run_to_end(straight, "run.steps=8")
+    run_to_end(straight, "run.steps=8", *objective)
     shutil.copytree(straight, resumed)
     shutil.rmtree(resumed / "checkpoints" / "step-00000008")  # as if the run had stopped after step 4
-    run = setup(toy_spec(resumed, "run.steps=8"))
+    run = setup(toy_spec(resumed, "run.steps=8", *objective))
     assert run.start_step == 4
     train(run, SilentReporter())
     a, b = load_file(straight / "model.safetensors"), load_file(resumed / "model.safetensors")

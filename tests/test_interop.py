@@ -180,6 +180,21 @@ def test_export_hf_says_what_transformers_needs(ours: dict[str, Path], tmp_path:
     assert "[B, T, C, H, W]" in stdout and "ImageNet" in stdout
 
 
+def test_export_hf_of_a_hog_model_is_its_encoder_as_videomae_model(tmp_path: Path) -> None:
+    spec = PretrainSpec(model={**parity_spec().model_dump(), "target": "hog", "hog_cell": 8}, data=GEOMETRY)
+    model = PretrainVideoMAE(spec.model, GRID)
+    randomize(model, seed=6)
+    path = save_ours(tmp_path / "hog.safetensors", model, spec, None)
+    stdout = cli_ok("export", str(path), "--format", "hf", "--out", str(tmp_path / "hf"))
+    assert "decoder predicts its hog target (108 values per token)" in stdout
+    encoder, info = transformers.VideoMAEModel.from_pretrained(tmp_path / "hf", output_loading_info=True)
+    assert not any(info.values()), info
+    video = clip()
+    with torch.no_grad():
+        hidden = encoder.eval()(pixel_values=video.permute(0, 2, 1, 3, 4)).last_hidden_state
+        torch.testing.assert_close(hidden, model.encoder.encode_all(video), atol=ATOL, rtol=0)
+
+
 def test_export_hf_refuses_a_layout_transformers_cannot_hold(tmp_path: Path) -> None:
     spec = PretrainSpec(
         model={**parity_spec().model_dump(), "pos_embed": "separable", "cls_token": True}, data=GEOMETRY

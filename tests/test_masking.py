@@ -20,8 +20,8 @@ from videomae_cli.models.vit import TokenGrid
 # 16 frames of 128×128: 8 time slices of 8×8 patches, 512 tokens (an even grid, so running-cell masking applies).
 GRID = TokenGrid(frames=16, height=128, width=128, patch=16, tubelet=2)
 # Ratios whose counts differ between round() and int(): tube 0.9·64 = 57.6, random 0.9·512 = 460.8, frame 0.6·8 = 4.8.
-RATIOS = {"tube": 0.9, "random": 0.9, "frame": 0.6}
-EXPECTED_MASKED = {"tube": 58 * 8, "random": 461, "frame": 5 * 64}
+RATIOS = {"tube": 0.9, "random": 0.9, "frame": 0.6, "motion": 0.9}
+EXPECTED_MASKED = {"tube": 58 * 8, "random": 461, "frame": 5 * 64, "motion": 58 * 8}  # motion: clip-less, uniform
 MASK_TYPES = list(RATIOS)
 DECODER_RATIOS = [0.25, 0.5, 0.75]
 

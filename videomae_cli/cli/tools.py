@@ -150,7 +150,7 @@ def visualize_mask(
     mask_type: Annotated[
         str | None,
         typer.Option(
-            "--mask-type", metavar="TYPE", help="tube, random or frame. [default: the checkpoint's, else tube]"
+            "--mask-type", metavar="TYPE", help="tube, random, frame or motion. [default: the checkpoint's, else tube]"
         ),
     ] = None,
     mask_ratio: Annotated[

@@ -43,7 +43,9 @@ def pretrain(
     mask_type: Annotated[
         str | None,
         typer.Option(
-            "--mask-type", metavar="TYPE", help="Encoder mask: tube (V1), random (MAE-ST) or frame. [default: tube]"
+            "--mask-type",
+            metavar="TYPE",
+            help="Encoder mask: tube (V1), random (MAE-ST), frame or motion. [default: tube]",
         ),
     ] = None,
     mask_ratio: Annotated[

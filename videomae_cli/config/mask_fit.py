@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 def masked_count(spec: MaskSpec, grid: TokenGrid) -> int:
     """How many tokens every sample masks under `spec`."""
-    if spec.type == "tube":
+    if spec.type in ("tube", "motion"):  # motion masks hide the same count in every time slice
         return round(spec.ratio * grid.per_slice) * grid.t
     if spec.type == "frame":
         return round(spec.ratio * grid.t) * grid.per_slice
@@ -24,7 +24,8 @@ def check_mask_fits(spec: MaskSpec, grid: TokenGrid) -> None:
     """Raise ValueError naming the field when the mask would hide every token, or none, of this grid."""
     masked = masked_count(spec, grid)
     if not 0 < masked < grid.num_tokens:
-        unit = {"tube": f"{grid.per_slice} patches per frame", "frame": f"{grid.t} time slices"}.get(
+        per_frame = f"{grid.per_slice} patches per frame"
+        unit = {"tube": per_frame, "motion": per_frame, "frame": f"{grid.t} time slices"}.get(
             spec.type, f"{grid.num_tokens} tokens"
         )
         raise ValueError(f"mask.ratio: {spec.ratio} masks {'none' if masked == 0 else 'all'} of the {unit}")

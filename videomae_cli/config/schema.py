@@ -49,7 +49,8 @@ class ModelSpec(Strict):
     pos_embed: Literal["sincos", "separable"] = "sincos"
     cls_token: bool = False
     decoder_embed_bias: bool = False
-    target: Literal["norm_pixel", "patch_norm", "pixel", "input"] = "norm_pixel"
+    target: Literal["norm_pixel", "patch_norm", "pixel", "input", "hog"] = "norm_pixel"
+    hog_cell: PositiveInt = 8  # target hog: pixels per side of a HOG cell (MaskFeat: 8, so 2 × 2 cells per 16² patch)
     # MAE-ST's pred_t_dim: the decoder predicts only these many frames of the clip, spread evenly (None = all).
     pred_frames: PositiveInt | None = None
     drop_path: Probability = 0.0
@@ -64,6 +65,17 @@ class ModelSpec(Strict):
         return data
 
     @model_validator(mode="after")
+    def _check_target(self) -> ModelSpec:
+        if self.target == "hog":
+            if self.patch_size % self.hog_cell:
+                raise ValueError(
+                    f"model.hog_cell: {self.hog_cell}-pixel cells do not tile model.patch_size {self.patch_size}"
+                )
+            if self.pred_frames is not None:
+                raise ValueError("model.pred_frames: the HOG target reads each tubelet's first frame; leave it unset")
+        return self
+
+    @model_validator(mode="after")
     def _check_heads(self) -> ModelSpec:
         if self.dim % self.heads:
             raise ValueError(f"model.heads: {self.heads} heads do not divide model.dim {self.dim}")
@@ -74,12 +86,20 @@ class ModelSpec(Strict):
         return self
 
 
-class MaskSpec(Strict):
-    """Encoder masking (`type`, `ratio`) and V2 running-cell decoder masking (`decoder_ratio`, 0 = off)."""
+MaskType = Literal["tube", "random", "frame", "motion"]
 
-    type: Literal["tube", "random", "frame"] = "tube"
+
+class MaskSpec(Strict):
+    """Encoder masking (`type`, `ratio`) and V2 running-cell decoder masking (`decoder_ratio`, 0 = off).
+
+    `motion`: the visible tokens are drawn with probability ∝ exp(relative motion energy / `motion_temperature`)
+    (0 = greedy: the most moving; large = uniform), as one tube (`motion_tube`) or per time slice."""
+
+    type: MaskType = "tube"
     ratio: Annotated[float, Field(gt=0.0, lt=1.0)] = 0.9
     decoder_ratio: Literal[0.0, 0.25, 0.5, 0.75] = 0.0
+    motion_temperature: Annotated[float, Field(ge=0.0)] = 1.0
+    motion_tube: bool = True  # the same spatial cells visible in every time slice (False: chosen per slice)
 
 
 class DataSpec(Strict):

@@ -15,7 +15,7 @@ from pydantic import Field, field_validator, model_validator
 
 from videomae_cli.config.grid import TokenGrid
 from videomae_cli.config.mask_fit import check_mask_fits
-from videomae_cli.config.schema import MaskSpec, NonNegativeInt, Strict
+from videomae_cli.config.schema import MaskSpec, MaskType, NonNegativeInt, Strict
 
 OUTPUT_SUFFIXES = (".png", ".gif", ".mp4")
 
@@ -31,7 +31,7 @@ class MaskChoice(Strict):
     """The mask settings asked for: None keeps the checkpoint's (without one, MaskSpec's default). The constraints
     are MaskSpec's, so that a bad value is refused (naming `mask.<field>`) before any checkpoint loads."""
 
-    type: Literal["tube", "random", "frame"] | None = None
+    type: MaskType | None = None
     ratio: Annotated[float, Field(gt=0.0, lt=1.0)] | None = None
     decoder_ratio: Literal[0.0, 0.25, 0.5, 0.75] | None = None
 

@@ -152,15 +152,23 @@ class SampledClips(Dataset):
         failures: list[BadClip] = []
         candidate = index
         replacements = sample_rng(self.seed, epoch, index, Stream.REPLACE)
-        masks = [self.masks(epoch, index, repeat) for repeat in range(self.num_sample)] if self.masks else []
         for _ in range(self.max_tries):
             try:
                 clips, label = self.clips.load(epoch, candidate, self.num_sample)
-                return Sample(clips, label, masks, failures)
+                return Sample(clips, label, self.masks_of(epoch, index, clips), failures)
             except VideoError as e:
                 failures.append(BadClip(self.clips.describe(candidate), str(e)))
                 candidate = int(replacements.integers(len(self.clips)))
-        return Sample([], -1, masks, failures, valid=False)
+        return Sample([], -1, self.masks_of(epoch, index, [None] * self.num_sample), failures, valid=False)
+
+    def masks_of(self, epoch: int, index: int, clips: Sequence[torch.Tensor | None]) -> list[SampleMask]:
+        """One mask per clip, keyed by the sample (a motion mask also reads its clip); none without a generator."""
+        if self.masks is None:
+            return []
+        return [
+            self.masks(epoch, index, repeat, None if clip is None else clip.numpy())
+            for repeat, clip in enumerate(clips)
+        ]
 
 
 @dataclass

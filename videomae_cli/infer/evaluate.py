@@ -163,7 +163,7 @@ def frozen_pass(
                 with autocast_for(device, spec.precision):
                     out.features.append(run_in_chunks(lambda x: model.features(x).float(), video, spec.chunk_views))
                     if masks is not None:
-                        tokens = collate_masks([masks(0, s.index) for s in good]).to(device)
+                        tokens = collate_masks([masks(0, s.index, clip=s.views[0].numpy()) for s in good]).to(device)
                         output = model(video, tokens)
                         out.losses.append(per_video_loss(output.pred, output.target, tokens.weight))
                 out.labels += [s.label for s in good]
@@ -194,6 +194,7 @@ def evaluate_pretrain(
         "data": name,
         "num_videos": len(query.labels),
         "mask": trained.mask.model_dump(),
+        "target": trained.model.target,  # what the loss compares: the run's own target
         "reconstruction_loss": float(torch.cat(query.losses).mean()),
         "knn": None,
         "linear_probe": None,

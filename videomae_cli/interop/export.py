@@ -56,14 +56,19 @@ def export_hf(loaded: LoadedCheckpoint, out: Path) -> Exported:
     """A transformers model directory: config.json, model.safetensors, preprocessor_config.json."""
     spec, classifier = loaded.spec, loaded.kind == "classifier"
     classes = loaded.classes if classifier else None
+    # A decoder that predicts anything but pixels (hog, patch_norm, input) has no VideoMAEForPreTraining: the encoder
+    # goes alone, as a VideoMAEModel.
+    encoder_only = not classifier and spec.model.target not in hf.HF_TARGETS
     try:
-        config = hf.hf_config(spec.model, grid_of(spec), classes)
+        config = hf.hf_config(spec.model, grid_of(spec), classes, encoder_only=encoder_only)
     except ValueError as e:
         raise ConfigError(f"format: hf cannot hold this model: {e}") from None
     state = loaded.model.state_dict()
     # q_bias/v_bias: the names transformers 4.x loads and 5.x still writes on disk (it renames them on load).
     to_hf = hf.to_hf_classification_state_dict if classifier else hf.to_hf_pretraining_state_dict
     weights = to_hf(state, qv_bias_style="v4")
+    if encoder_only:
+        weights = {k.removeprefix("videomae."): v for k, v in weights.items() if k.startswith("videomae.")}
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
     atomic_write(out / "model.safetensors", lambda tmp: save_file(tensors, str(tmp), metadata={"format": "pt"}))
@@ -72,11 +77,17 @@ def export_hf(loaded: LoadedCheckpoint, out: Path) -> Exported:
     head = config["architectures"][0]
     eps_layers = "fc_norm" if classifier else "decoder.norm"
     notes = [
-        f"load with transformers.{head}.from_pretrained({str(out)!r}) (or VideoMAEModel for the encoder alone)",
+        f"load with transformers.{head}.from_pretrained({str(out)!r})"
+        + ("" if encoder_only else " (or VideoMAEModel for the encoder alone)"),
         f"pixel_values are [B, T, C, H, W] (ours [B, C, T, H, W]: .permute(0, 2, 1, 3, 4)), {_clip_shape(loaded)}",
         f"normalise with {NORMALISATION}; preprocessor_config.json says so (the HF processor default is 0.5/0.5)",
         f"HF hard-codes eps 1e-5 in {eps_layers} (ours {spec.model.layer_norm_eps:g}): outputs differ by ~1e-5",
     ]
+    if encoder_only:
+        notes[-1] = (
+            f"the encoder alone: this model's decoder predicts its {spec.model.target} target "
+            f"({loaded.model.decoder.head.out_features} values per token), which VideoMAEForPreTraining cannot hold"
+        )
     if classifier:
         notes.insert(
             1,
@@ -140,6 +151,12 @@ def export_official(loaded: LoadedCheckpoint, out: Path) -> Exported:
         f"load with model.load_state_dict(torch.load(path)['model'], strict=True) into {official}",
         f"input [B, C, T, H, W], {_clip_shape(loaded)}, normalised with {NORMALISATION}",
     ]
+    if loaded.kind != "classifier" and spec.target not in hf.HF_TARGETS:
+        notes[0] = (
+            f"its decoder head predicts the {spec.target} target ({loaded.model.decoder.head.out_features} values per "
+            f"token), not the official pixels: {official} cannot load it strictly; the official fine-tuning "
+            "(--finetune) takes its encoder"
+        )
     return Exported(out, "official VideoMAE (MCG-NJU/VideoMAE, OpenGVLab/VideoMAEv2)", notes)
 
 

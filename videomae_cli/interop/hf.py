@@ -196,19 +196,26 @@ def add_base_prefix(state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
     return {f"videomae.{k}": v for k, v in state_dict.items()}
 
 
-def hf_config_kwargs(spec: ModelSpec, grid: TokenGrid, classifier: bool = False) -> dict[str, Any]:
+HF_TARGETS = ("norm_pixel", "pixel")  # what VideoMAEForPreTraining's decoder predicts (norm_pix_loss True / False)
+
+
+def hf_config_kwargs(
+    spec: ModelSpec, grid: TokenGrid, classifier: bool = False, encoder_only: bool = False
+) -> dict[str, Any]:
     """`VideoMAEConfig` keyword arguments for a model of `spec` on clips of `grid`.
 
     Only the official V1 layout maps onto HF: sincos positions, no cls token, no decoder-embed bias, a decoder that
-    predicts every frame, and (for pretraining) a `norm_pixel` or `pixel` target (HF `norm_pix_loss` True / False).
-    Drop path has no HF equivalent and is left out: it only matters for training.
+    predicts every frame, and (for pretraining) a `norm_pixel` or `pixel` target (HF `norm_pix_loss` True / False);
+    `encoder_only` (a `VideoMAEModel`) asks nothing of the decoder. Drop path has no HF equivalent and is left out:
+    it only matters for training.
     """
+    decoder = not classifier and not encoder_only
     unsupported = {
         "model.pos_embed": spec.pos_embed != "sincos",
         "model.cls_token": spec.cls_token,
-        "model.decoder_embed_bias": spec.decoder_embed_bias and not classifier,
-        "model.target": spec.target in ("patch_norm", "input") and not classifier,
-        "model.pred_frames": getattr(spec, "pred_frames", None) is not None and not classifier,
+        "model.decoder_embed_bias": spec.decoder_embed_bias and decoder,
+        "model.target": spec.target not in HF_TARGETS and decoder,
+        "model.pred_frames": getattr(spec, "pred_frames", None) is not None and decoder,
     }
     bad = [name for name, is_bad in unsupported.items() if is_bad]
     if bad:
@@ -237,16 +244,20 @@ def hf_config_kwargs(spec: ModelSpec, grid: TokenGrid, classifier: bool = False)
     }
 
 
-def hf_config(spec: ModelSpec, grid: TokenGrid, classes: list[str] | None = None) -> dict[str, Any]:
-    """A complete config.json: every VideoMAEConfig field, for a classifier (with `classes`) or a pretrain model.
+def hf_config(
+    spec: ModelSpec, grid: TokenGrid, classes: list[str] | None = None, encoder_only: bool = False
+) -> dict[str, Any]:
+    """A complete config.json: every VideoMAEConfig field, for a classifier (with `classes`), a pretrain model, or
+    (`encoder_only`) a pretrain model's encoder as a `VideoMAEModel`.
 
     Both bias flags are written: transformers 5.x reads `qv_bias`, 4.x reads `qkv_bias`.
     """
     classifier = classes is not None
+    architecture = "VideoMAEForVideoClassification" if classifier else "VideoMAEForPreTraining"
     config: dict[str, Any] = {
         "model_type": "videomae",
-        "architectures": ["VideoMAEForVideoClassification" if classifier else "VideoMAEForPreTraining"],
-        **hf_config_kwargs(spec, grid, classifier=classifier),
+        "architectures": ["VideoMAEModel" if encoder_only else architecture],
+        **hf_config_kwargs(spec, grid, classifier=classifier, encoder_only=encoder_only),
         "qkv_bias": True,
         "hidden_dropout_prob": 0.0,
         "attention_probs_dropout_prob": 0.0,

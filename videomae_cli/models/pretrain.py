@@ -14,6 +14,7 @@ from torch import nn
 
 from videomae_cli.config.schema import ModelSpec, PretrainSpec
 from videomae_cli.masking import MaskedTokens
+from videomae_cli.models.hog import hog_dim, hog_target
 from videomae_cli.models.vit import (
     Block,
     Blocks,
@@ -29,6 +30,7 @@ from videomae_cli.models.vit import (
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+PIXEL_TARGETS = ("norm_pixel", "pixel", "patch_norm", "input")  # the targets `denormalize_prediction` turns into pixels
 
 
 @dataclass
@@ -75,6 +77,11 @@ def denormalize_prediction(pred: torch.Tensor, patches: torch.Tensor, target: st
         pixels = patches.unflatten(-1, (-1, 3)) * std + mean
         pred = pred * (pixels.var(-2, unbiased=True, keepdim=True).sqrt() + 1e-6) + pixels.mean(-2, keepdim=True)
     return pred.flatten(-2)  # "pixel": already [0, 1]
+
+
+def target_dim(spec: ModelSpec, target_grid: TokenGrid) -> int:
+    """Values the decoder predicts per token: a patch of pixels (tubelet·p·p·3) or, for HOG, its histograms."""
+    return hog_dim(spec.patch_size, spec.hog_cell) if spec.target == "hog" else target_grid.patch_dim
 
 
 def predicted_grid(grid: TokenGrid, pred_frames: int | None) -> TokenGrid:
@@ -125,7 +132,7 @@ class PretrainVideoMAE(nn.Module):
             spec.decoder_depth,
             spec.decoder_heads,
             spec.decoder_mlp_dim,
-            self.target_grid.patch_dim,
+            target_dim(spec, self.target_grid),
             spec.layer_norm_eps,
         )
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN), persistent=False)
@@ -156,12 +163,18 @@ class PretrainVideoMAE(nn.Module):
         x = self.encoder(gather_tokens(patches, tokens.visible), tokens.visible)  # [B, (1+)N_vis, C]
         pred = self.decode(self.encoder_to_decoder(x), tokens)  # [B, N_dec, P]
         with torch.no_grad():
-            if self.target_grid is not self.grid:
-                patches = patchify(video.index_select(2, self.target_frames), self.target_grid)  # [B, N, P_pred]
-            target = reconstruction_target(
-                gather_tokens(patches, tokens.decoded).float(), self.config.target, self.pixel_mean, self.pixel_std
-            )
+            target = self.target(video, patches, tokens)  # [B, N_dec, target_dim]
         return PretrainOutput(reconstruction_loss(pred, target, tokens.weight), pred, target)
+
+    def target(self, video: torch.Tensor, patches: torch.Tensor, tokens: MaskedTokens) -> torch.Tensor:
+        """What the decoder is trained to predict for tokens.decoded, in float32 → [B, N_dec, target_dim]."""
+        if self.config.target == "hog":
+            return hog_target(video, self.grid, tokens.decoded, self.config.hog_cell)
+        if self.target_grid is not self.grid:
+            patches = patchify(video.index_select(2, self.target_frames), self.target_grid)  # [B, N, P_pred]
+        return reconstruction_target(
+            gather_tokens(patches, tokens.decoded).float(), self.config.target, self.pixel_mean, self.pixel_std
+        )
 
     def features(self, video: torch.Tensor) -> torch.Tensor:
         """Frozen-feature evaluation: the encoder (with its final norm) on every token, mean-pooled → [B, C]."""

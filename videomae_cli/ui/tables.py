@@ -55,7 +55,8 @@ def report_table(report: dict[str, Any], title: str) -> Table:
 def _pretrain_rows(table: Table, report: dict[str, Any]) -> Table:
     """The frozen-encoder numbers of a pretrain checkpoint."""
     mask = report["mask"]
-    table.add_row(f"Reconstruction loss ({mask['type']} mask {mask['ratio']})", f"{report['reconstruction_loss']:.4f}")
+    loss = f"Reconstruction loss ({report['target']} target, {mask['type']} mask {mask['ratio']})"
+    table.add_row(loss, f"{report['reconstruction_loss']:.4f}")
     knn, probe = report.get("knn"), report.get("linear_probe")
     table.add_row(f"k-NN top-1 (k={knn['k']})" if knn else "k-NN top-1", _percent(knn and knn["top1"]))
     table.add_row("Linear probe top-1", _percent(probe and probe["top1"]))

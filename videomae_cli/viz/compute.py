@@ -33,8 +33,14 @@ from videomae_cli.data.loader import ClipNormalizer
 from videomae_cli.data.video import VideoError, open_video
 from videomae_cli.data.views import ViewPlan
 from videomae_cli.errors import ConfigError, DataError
-from videomae_cli.masking import MaskGenerator, SampleMask, collate_masks
-from videomae_cli.models.pretrain import PretrainVideoMAE, denormalize_prediction
+from videomae_cli.masking import MaskedTokens, MaskGenerator, SampleMask, collate_masks
+from videomae_cli.models.pretrain import (
+    PIXEL_TARGETS,
+    PretrainOutput,
+    PretrainVideoMAE,
+    denormalize_prediction,
+    token_errors,
+)
 from videomae_cli.models.vit import gather_tokens, patchify, unpatchify
 
 if TYPE_CHECKING:
@@ -150,6 +156,7 @@ class MaskVisualization:
     pasted: np.ndarray | None = None  # the reconstruction with the visible tokens pasted back
     error: np.ndarray | None = None  # float [T, S, S]: each predicted patch's MSE to the original; NaN elsewhere
     loss: float | None = None  # the model's reconstruction loss on this clip and mask
+    target: str | None = None  # a target that is not pixels (hog): nothing is reconstructed, the error is the target's
     video_frames: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))  # source frame per clip frame
     source: str = ""  # the video's name, for titles
 
@@ -160,13 +167,16 @@ class MaskVisualization:
             rows += [("reconstruction", self.reconstruction), ("reconstruction + visible", self.pasted)]
         if self.error is not None:
             top = float(np.nanmax(self.error)) if np.isfinite(self.error).any() else 0.0
-            rows.append((f"error (MSE 0-{top:.3g})", heat_map(self.error, top)))
+            what = f"{self.target} error" if self.target else "error"
+            rows.append((f"{what} (MSE 0-{top:.3g})", heat_map(self.error, top)))
         return rows
 
     def title(self) -> str:
         """Mask type and ratios, and the loss when a model made the reconstruction."""
         decoder = f"decoder mask {self.spec.decoder_ratio:g}" if self.spec.decoder_ratio else "no decoder mask"
         parts = [self.source, f"{self.spec.type} mask {self.spec.ratio:g}", decoder]
+        if self.target:
+            parts.append(f"{self.target} target: pixels are not reconstructed")
         if self.loss is not None:
             parts.append(f"loss {self.loss:.4f}")
         return " · ".join(p for p in parts if p)
@@ -177,7 +187,7 @@ def visualize(
 ) -> MaskVisualization:
     """The picture rows of uint8 clip [T, S, S, 3] under the setup's mask (and model, when it has one)."""
     grid = setup.grid
-    sample = MaskGenerator(setup.mask, grid, setup.seed)(epoch=0, index=0)
+    sample = MaskGenerator(setup.mask, grid, setup.seed)(epoch=0, index=0, clip=clip.numpy())
     mask = np.ones(grid.num_tokens, dtype=bool)
     mask[sample.visible] = False
     predicted = np.zeros(grid.num_tokens, dtype=bool)
@@ -207,7 +217,11 @@ def add_reconstruction(
     sample: SampleMask,
     error_map: bool,
 ) -> None:
-    """Fill the reconstruction rows, the loss and (with `error_map`) the error of `out` from the model's predictions."""
+    """Fill the reconstruction rows, the loss and (with `error_map`) the error of `out` from the model's predictions.
+    A model whose target is not pixels (hog) reconstructs none: its loss and per-token target error instead."""
+    if model.config.target not in PIXEL_TARGETS:
+        add_target_error(out, model, clip, sample)
+        return
     grid, frames = target_geometry(model)
     pixels, out.loss = predict_pixels(model, clip, sample)  # [N_dec, P] on the predicted grid
     shown = torch.from_numpy(out.predicted[sample.decoded])  # which decoded rows are hidden tokens
@@ -229,6 +243,17 @@ def add_reconstruction(
         out.error = full.numpy()  # [T, S, S]
 
 
+def add_target_error(out: MaskVisualization, model: PretrainVideoMAE, clip: torch.Tensor, sample: SampleMask) -> None:
+    """The loss and each reconstructed token's error in the model's own target space, spread over its pixels."""
+    output, _, _ = run_model(model, clip, sample)
+    errors = token_errors(output.pred, output.target)[0].cpu()  # [N_dec]
+    shown = torch.from_numpy(out.predicted[sample.decoded])  # which decoded rows are hidden tokens
+    per_token = torch.full((out.grid.num_tokens,), math.nan)
+    per_token[torch.from_numpy(sample.decoded)[shown]] = errors[shown]
+    out.error = unpatchify(per_token[:, None].expand(-1, out.grid.patch_dim), out.grid)[..., 0].numpy()  # [T, S, S]
+    out.loss, out.target = float(output.loss), model.config.target
+
+
 def target_geometry(model: PretrainVideoMAE) -> tuple[TokenGrid, torch.Tensor]:
     """The grid of the decoder's predictions and the clip frames it covers: the clip's own, except for MAE-ST models
     that predict only `pred_frames` evenly spread frames (same time slices, fewer frames per token)."""
@@ -239,16 +264,24 @@ def target_geometry(model: PretrainVideoMAE) -> tuple[TokenGrid, torch.Tensor]:
 
 def predict_pixels(model: PretrainVideoMAE, clip: torch.Tensor, sample: SampleMask) -> tuple[torch.Tensor, float]:
     """The model's predictions for the decoded tokens as [0, 1] pixels [N_dec, P] (not clipped), and its loss."""
-    device = next(model.parameters()).device
     grid, frames = target_geometry(model)
-    video = ClipNormalizer(device)(clip[None])  # [1, 3, T, S, S]: exactly what training feeds the model
+    output, video, tokens = run_model(model, clip, sample)
+    patches = patchify(video.index_select(2, frames.to(video.device)), grid)  # [1, N, P], normalised, as the target's
+    patches = gather_tokens(patches, tokens.decoded)[0]  # [N_dec, P]
+    pixels = denormalize_prediction(output.pred[0].float(), patches, model.config.target)
+    return pixels.cpu(), float(output.loss)
+
+
+def run_model(
+    model: PretrainVideoMAE, clip: torch.Tensor, sample: SampleMask
+) -> tuple[PretrainOutput, torch.Tensor, MaskedTokens]:
+    """(the model's output, the video it read [1, 3, T, S, S], the tokens) for uint8 clip [T, S, S, 3] under
+    `sample`, without gradients."""
+    device = next(model.parameters()).device
+    video = ClipNormalizer(device)(clip[None])  # exactly what training feeds the model
     tokens = collate_masks([sample]).to(device)
     with torch.no_grad():
-        output = model(video, tokens)
-        patches = patchify(video.index_select(2, frames.to(device)), grid)  # [1, N, P], normalised, as the target's
-        patches = gather_tokens(patches, tokens.decoded)[0]  # [N_dec, P]
-        pixels = denormalize_prediction(output.pred[0].float(), patches, model.config.target)
-    return pixels.cpu(), float(output.loss)
+        return model(video, tokens), video, tokens
 
 
 def token_pixels(selection: np.ndarray, grid: TokenGrid) -> torch.Tensor:

@@ -3,6 +3,7 @@ GIF (PIL) or an H.264 MP4 (PyAV), each written atomically. Nothing here computes
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,7 +56,8 @@ def grid_figure(vis: MaskVisualization, frames: Sequence[int] | None = None) -> 
             if r == 0:
                 ax.set_title(column_label(vis, frame), fontsize=9)
         axes[r][0].set_ylabel(label.replace(" + ", "\n+ ").replace(" (", "\n("), fontsize=9)
-    fig.suptitle(vis.title(), fontsize=10)
+    # Wrapped to the figure's width (about 13 characters per inch at 10 pt): a narrow grid must not cut it off.
+    fig.suptitle(textwrap.fill(vis.title(), width=int(13 * fig.get_figwidth())), fontsize=10)
     return fig
 
 

@@ -155,6 +155,15 @@ def test_hog_targets_and_motion_masks_train_the_same_weights_on_two_processes(tm
     assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), abs=1e-6)
 
 
+def test_a_teacher_target_trains_the_same_weights_on_two_processes(tmp_path: Path) -> None:
+    pretrain(tmp_path / "teacher", "--steps", "1")
+    options = ("--steps", "3", "--set", "model.target=teacher", "--set", f"model.teacher={tmp_path / 'teacher'}")
+    pretrain(tmp_path / "one", *options)
+    pretrain(tmp_path / "two", *options, world=2)
+    assert_same_weights(tmp_path / "one", tmp_path / "two", atol=1e-5)
+    assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), abs=1e-6)
+
+
 def test_the_step_trains_with_the_global_batch_and_says_so(tmp_path: Path) -> None:
     done = torchrun(
         "pretrain", *TOY, "--batch-size", "2", "--steps", "1", "--progress", "plain", "--out", str(tmp_path / "r")

@@ -27,7 +27,8 @@ def load(path, device: str = "cpu") -> nn.Module:
 def load_checkpoint(path, device: str = "cpu") -> LoadedCheckpoint:
     """The richer result: `.model`, `.kind` ("pretrain" | "classifier"), `.spec`, `.classes`, `.path`."""
     from videomae_cli.checkpoint import load_checkpoint as _load_checkpoint
-    from videomae_cli.interop.hub import hub_checkpoint, parse_hub_ref
+    from videomae_cli.interop.hub import hub_checkpoint, parse_hub_ref, register_hub_references
 
+    register_hub_references()
     ref = parse_hub_ref(path)
     return _load_checkpoint(hub_checkpoint(ref, "path").path if ref else path, device)

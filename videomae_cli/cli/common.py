@@ -83,8 +83,9 @@ def fetch_checkpoint(text: str, field: str) -> Path:
     """The local checkpoint a CKPT argument names. A hub reference (`ORG/NAME[@REV]`, `hf://…`; interop/hub.py) is
     fetched into the Hugging Face cache and, in another codebase's layout, converted once, saying so on stderr; any
     other text is a path. Called once the rest of the request is valid: nothing downloads for a request refused."""
-    from videomae_cli.interop.hub import hub_checkpoint, parse_hub_ref
+    from videomae_cli.interop.hub import hub_checkpoint, parse_hub_ref, register_hub_references
 
+    register_hub_references()  # and a teacher the checkpoint names may be one too
     ref = parse_hub_ref(text)
     if ref is None:
         return Path(text)

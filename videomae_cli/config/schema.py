@@ -49,8 +49,15 @@ class ModelSpec(Strict):
     pos_embed: Literal["sincos", "separable"] = "sincos"
     cls_token: bool = False
     decoder_embed_bias: bool = False
-    target: Literal["norm_pixel", "patch_norm", "pixel", "input", "hog"] = "norm_pixel"
+    target: Literal["norm_pixel", "patch_norm", "pixel", "input", "hog", "teacher"] = "norm_pixel"
     hog_cell: PositiveInt = 8  # target hog: pixels per side of a HOG cell (MaskFeat: 8, so 2 × 2 cells per 16² patch)
+    # target teacher (MVD, UMT): a frozen model's token features. `teacher` is a run, checkpoint or hub id;
+    # `teacher_layer` the block whose output is the target (None: the last); `teacher_dim` its width, recorded when
+    # the run starts so that a checkpoint builds without its teacher.
+    teacher: str | None = None
+    teacher_layer: PositiveInt | None = None
+    teacher_loss: Literal["l2", "smooth_l1", "cosine"] = "l2"
+    teacher_dim: PositiveInt | None = None
     # MAE-ST's pred_t_dim: the decoder predicts only these many frames of the clip, spread evenly (None = all).
     pred_frames: PositiveInt | None = None
     drop_path: Probability = 0.0
@@ -73,6 +80,12 @@ class ModelSpec(Strict):
                 )
             if self.pred_frames is not None:
                 raise ValueError("model.pred_frames: the HOG target reads each tubelet's first frame; leave it unset")
+        if (self.target == "teacher") != (self.teacher is not None):
+            if self.teacher is None:
+                raise ValueError("model.teacher: the teacher target needs a teacher (a run, checkpoint or hub id)")
+            raise ValueError(f"model.teacher: only the teacher target has a teacher (model.target is {self.target})")
+        if self.target == "teacher" and self.pred_frames is not None:
+            raise ValueError("model.pred_frames: the teacher's features cover every frame; leave it unset")
         return self
 
     @model_validator(mode="after")

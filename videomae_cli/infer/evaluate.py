@@ -165,7 +165,7 @@ def frozen_pass(
                     if masks is not None:
                         tokens = collate_masks([masks(0, s.index, clip=s.views[0].numpy()) for s in good]).to(device)
                         output = model(video, tokens)
-                        out.losses.append(per_video_loss(output.pred, output.target, tokens.weight))
+                        out.losses.append(per_video_loss(output.pred, output.target, tokens.weight, model.loss_kind))
                 out.labels += [s.label for s in good]
             reporter.advance(len(batch))
     return out

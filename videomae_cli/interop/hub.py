@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from videomae_cli.checkpoint import DamagedCheckpoint, inspect_weights, read_header
+from videomae_cli.checkpoint import DamagedCheckpoint, inspect_weights, read_header, register_resolver
 from videomae_cli.errors import ConfigError, HubUnavailable, VideoMAEError
 from videomae_cli.interop.sources import HF_SHARD_INDEX, HF_WEIGHT_FILES
 
@@ -287,3 +287,13 @@ def _convert(ref: HubRef, commit: str, source: Path, target: Path) -> None:
     except ConfigError as e:
         raise ConfigError(f"{ref}: cannot convert it: {str(e).removeprefix('SRC: ')}") from None
     save_conversion(conversion, target, origin=f"{ref.repo_id}@{commit}")
+
+
+def register_hub_references() -> None:
+    """Let references held in specs (a teacher's) be hub ids too: checkpoint.py resolves them through this."""
+    register_resolver(_hub_reference)
+
+
+def _hub_reference(reference: str, field: str) -> Path | None:
+    ref = parse_hub_ref(reference)
+    return None if ref is None else hub_checkpoint(ref, field).path

@@ -15,6 +15,7 @@ from torch import nn
 from videomae_cli.config.schema import ModelSpec, PretrainSpec
 from videomae_cli.masking import MaskedTokens
 from videomae_cli.models.hog import hog_dim, hog_target
+from videomae_cli.models.teacher import FrozenTeacher
 from videomae_cli.models.vit import (
     Block,
     Blocks,
@@ -80,7 +81,12 @@ def denormalize_prediction(pred: torch.Tensor, patches: torch.Tensor, target: st
 
 
 def target_dim(spec: ModelSpec, target_grid: TokenGrid) -> int:
-    """Values the decoder predicts per token: a patch of pixels (tubelet·p·p·3) or, for HOG, its histograms."""
+    """Values the decoder predicts per token: a patch of pixels (tubelet·p·p·3), its HOG histograms, or the
+    teacher's features (their width recorded as model.teacher_dim when the run started)."""
+    if spec.target == "teacher":
+        if spec.teacher_dim is None:
+            raise ValueError("model.teacher_dim: unknown until the teacher is loaded (the run sets it)")
+        return spec.teacher_dim
     return hog_dim(spec.patch_size, spec.hog_cell) if spec.target == "hog" else target_grid.patch_dim
 
 
@@ -137,6 +143,7 @@ class PretrainVideoMAE(nn.Module):
         )
         self.register_buffer("pixel_mean", torch.tensor(IMAGENET_MEAN), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(IMAGENET_STD), persistent=False)
+        self.teacher: FrozenTeacher | None = None  # target teacher: attached by whoever loads it (not a submodule)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -164,12 +171,21 @@ class PretrainVideoMAE(nn.Module):
         pred = self.decode(self.encoder_to_decoder(x), tokens)  # [B, N_dec, P]
         with torch.no_grad():
             target = self.target(video, patches, tokens)  # [B, N_dec, target_dim]
-        return PretrainOutput(reconstruction_loss(pred, target, tokens.weight), pred, target)
+        return PretrainOutput(reconstruction_loss(pred, target, tokens.weight, self.loss_kind), pred, target)
+
+    @property
+    def loss_kind(self) -> str:
+        """How a prediction is compared with its target: l2 (every pixel and HOG target), or the teacher's loss."""
+        return self.config.teacher_loss if self.config.target == "teacher" else "l2"
 
     def target(self, video: torch.Tensor, patches: torch.Tensor, tokens: MaskedTokens) -> torch.Tensor:
         """What the decoder is trained to predict for tokens.decoded, in float32 → [B, N_dec, target_dim]."""
         if self.config.target == "hog":
             return hog_target(video, self.grid, tokens.decoded, self.config.hog_cell)
+        if self.config.target == "teacher":
+            if self.teacher is None:
+                raise ValueError("model.teacher: the teacher model is not loaded (attach it as model.teacher)")
+            return gather_tokens(self.teacher(video), tokens.decoded)  # [B, N_dec, C_teacher]
         if self.target_grid is not self.grid:
             patches = patchify(video.index_select(2, self.target_frames), self.target_grid)  # [B, N, P_pred]
         return reconstruction_target(
@@ -199,21 +215,32 @@ class PretrainVideoMAE(nn.Module):
         return self.decoder(torch.cat(parts, dim=1), num_decoded)
 
 
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    """MSE over the reconstructed tokens; with a weight, only over tokens the encoder did not see."""
+def reconstruction_loss(
+    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, kind: str = "l2"
+) -> torch.Tensor:
+    """The mean token error over the reconstructed tokens (MSE for l2); with a weight, only over tokens the encoder
+    did not see."""
     if weight is None:
-        return F.mse_loss(pred.float(), target)
-    return (token_errors(pred, target) * weight).sum() / weight.sum().clamp_min(1.0)
+        return F.mse_loss(pred.float(), target) if kind == "l2" else token_errors(pred, target, kind).mean()
+    return (token_errors(pred, target, kind) * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-def per_video_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+def per_video_loss(
+    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None, kind: str = "l2"
+) -> torch.Tensor:
     """The reconstruction loss of each video [B] (the training loss averages these over a batch)."""
-    errors = token_errors(pred, target)  # [B, N_dec]
+    errors = token_errors(pred, target, kind)  # [B, N_dec]
     if weight is None:
         return errors.mean(1)
     return (errors * weight).sum(1) / weight.sum(1).clamp_min(1.0)
 
 
-def token_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The squared error of each reconstructed token, averaged over its values, in float32. → [B, N_dec]"""
-    return (pred.float() - target).pow(2).mean(-1)
+def token_errors(pred: torch.Tensor, target: torch.Tensor, kind: str = "l2") -> torch.Tensor:
+    """Each reconstructed token's error, in float32 → [B, N_dec]: l2 the squared error averaged over its values,
+    smooth_l1 the smooth L1 (β = 1) likewise, cosine 1 − the cosine similarity of the two vectors."""
+    pred = pred.float()
+    if kind == "cosine":
+        return 1 - F.cosine_similarity(pred, target, dim=-1)
+    if kind == "smooth_l1":
+        return F.smooth_l1_loss(pred, target, reduction="none").mean(-1)
+    return (pred - target).pow(2).mean(-1)

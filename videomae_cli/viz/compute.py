@@ -246,7 +246,7 @@ def add_reconstruction(
 def add_target_error(out: MaskVisualization, model: PretrainVideoMAE, clip: torch.Tensor, sample: SampleMask) -> None:
     """The loss and each reconstructed token's error in the model's own target space, spread over its pixels."""
     output, _, _ = run_model(model, clip, sample)
-    errors = token_errors(output.pred, output.target)[0].cpu()  # [N_dec]
+    errors = token_errors(output.pred, output.target, model.loss_kind)[0].cpu()  # [N_dec]
     shown = torch.from_numpy(out.predicted[sample.decoded])  # which decoded rows are hidden tokens
     per_token = torch.full((out.grid.num_tokens,), math.nan)
     per_token[torch.from_numpy(sample.decoded)[shown]] = errors[shown]

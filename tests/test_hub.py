@@ -204,6 +204,16 @@ def test_a_hub_repository_of_our_own_checkpoint_is_used_as_it_is(offline: dict[s
     assert not converted_copy(offline, "tiny/ours", offline["commits"]["ours"]).exists()
 
 
+def test_a_teacher_may_be_a_hub_id_and_evaluate_loads_it_again(offline: dict[str, object], tmp_path: Path) -> None:
+    student = ("--set", "model.target=teacher", "--set", "model.teacher=tiny/pretraining", "--progress", "off")
+    student += ("--set", "data.synthetic_val_videos=8")
+    done = run_cli("pretrain", *TOY_ARGS, *student, "--steps", "1", "--out", str(tmp_path / "s"))
+    assert done.returncode == 0, done.stderr
+    done = run_cli("evaluate", str(tmp_path / "s"), "--num-workers", "0", "--progress", "off")
+    assert done.returncode == 0, done.stderr
+    assert "teacher target" in done.stdout
+
+
 def test_predict_and_embed_take_hub_ids(offline: dict[str, object], tmp_path: Path) -> None:
     video = str(offline["videos"] / f"{CLASSES[1]}.mp4")
     done = run_cli("predict", "tiny/classifier-5", video, "--views", "1x1", "--num-workers", "0", "--progress", "off")

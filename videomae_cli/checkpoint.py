@@ -494,11 +494,12 @@ def reference_file(reference: str, field: str) -> Path:
     return file
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
+def load_checkpoint(path: str | Path, device: str = "cpu", with_teacher: bool = True) -> LoadedCheckpoint:
     """Load a .safetensors file, a checkpoint dir or a run dir we wrote. A file that is not an intact checkpoint of
     ours raises one line, "damaged or not a checkpoint: PATH (reason)" (ConfigError). A pretrain checkpoint gives a
     PretrainVideoMAE (`model(video, mask)` → `.loss`, `.pred`), a classifier checkpoint a VideoClassifier
-    (`model(video)` → logits [B, K])."""
+    (`model(video)` → logits [B, K]). A teacher-target model comes with its teacher (`with_teacher`), which its loss
+    needs."""
     file = weights_file(path)
     if not file.is_file():
         raise ConfigError(f"checkpoint: no such file: {file}")
@@ -511,7 +512,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     except OSError as e:
         raise StorageError(f"cannot read checkpoint {describe_os_error(e)}") from None
     model = model.to(device).eval()
-    if info.kind == "pretrain" and info.spec.model.target == "teacher":
+    if with_teacher and info.kind == "pretrain" and info.spec.model.target == "teacher":
         model.teacher = load_teacher(info.spec, device)  # its loss needs the teacher's features
     return LoadedCheckpoint(model, info.kind, info.spec, info.classes, file)
 

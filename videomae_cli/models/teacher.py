@@ -73,20 +73,23 @@ def load_teacher(spec: PretrainSpec, device: str | torch.device) -> FrozenTeache
     from videomae_cli.checkpoint import load_checkpoint, reference_file  # lazily: checkpoint.py imports this module
 
     m = spec.model
-    loaded = load_checkpoint(reference_file(m.teacher, "model.teacher"), "cpu")
+    # Without the teacher's own teacher, if it has one: only its encoder is needed.
+    loaded = load_checkpoint(reference_file(m.teacher, "model.teacher"), "cpu", with_teacher=False)
     student = grid_of(spec)
     try:
         check_teacher_grid(grid_of(loaded.spec), student)
         model = loaded.model if grid_of(loaded.spec) == student else _rebuilt_for(loaded, spec)
+        encoder = model.encoder if loaded.kind == "pretrain" else model
+        teacher = FrozenTeacher(encoder, m.teacher_layer, autocast=native_bf16(torch.device(device)))
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    encoder = model.encoder if loaded.kind == "pretrain" else model
-    teacher = FrozenTeacher(encoder, m.teacher_layer, autocast=native_bf16(torch.device(device)))
     return teacher.to(device)
 
 
 def _rebuilt_for(loaded: LoadedCheckpoint, spec: PretrainSpec) -> nn.Module:
     """The teacher's model on the student's clip size: only where its positions are a function of the grid."""
+    from videomae_cli.models.factory import build_model  # lazily: the factory imports the student, which imports us
+
     if loaded.spec.model.pos_embed != "sincos":
         raise ValueError(
             f"model.teacher: it was trained on {grid_of(loaded.spec).frames} × {grid_of(loaded.spec).height}² clips "
@@ -95,8 +98,6 @@ def _rebuilt_for(loaded: LoadedCheckpoint, spec: PretrainSpec) -> nn.Module:
         )
     data = {"num_frames": spec.data.num_frames, "input_size": spec.data.input_size}
     rebuilt_spec = loaded.spec.model_copy(update={"data": loaded.spec.data.model_copy(update=data)})
-    from videomae_cli.models.factory import build_model  # lazily: the factory imports the student, which imports us
-
     model = build_model(rebuilt_spec, loaded.classes)
     model.load_state_dict(loaded.model.state_dict())
     return model.eval()

@@ -1,6 +1,7 @@
 """The HOG target (model.target: hog) against a float64 reference written from MaskFeat's definition, pixel by pixel:
 Sobel gradients of the reflect-padded frame, magnitudes weighted by a Gaussian over the patch, unsigned orientation
-in 9 hard bins, 8-pixel cells, each cell's histogram L2-normalised; rows (channel, bin, cell row, cell column)."""
+in 9 hard bins, 8-pixel cells, each cell's histogram L2-normalised; rows (channel, bin, cell row, cell column). And
+scikit-image's `hog` where the two definitions agree (stripes of one orientation)."""
 
 from __future__ import annotations
 
@@ -146,3 +147,38 @@ def test_a_hog_run_pretrains_evaluates_and_fine_tunes_through_the_cli(tmp_path: 
     )
     assert done.returncode == 0, done.stderr
     assert videomae_cli.load(tmp_path / "f").classes is not None
+
+
+# Where MaskFeat's HOG and scikit-image's agree: one orientation per pixel. skimage takes central differences and the
+# angle atan2(d_row, d_col); MaskFeat takes Sobel and atan2(gx, gy) with gx = left − right, gy = top − bottom, so an
+# orientation φ of skimage's is 90° − φ of ours (mod 180°): its bins 0 and 4 are our 4 and 0, the diagonals (2, 6)
+# the same. On stripes of one orientation every pixel falls in one bin, whatever the smoothing and the weighting.
+SKIMAGE_BIN = {0: 4, 4: 0, 2: 2, 6: 6}
+STRIPES = {  # pattern over (row y, column x) → our bin, and whether border cells compare (straight stripes only)
+    "vertical": (lambda y, x: x % 5 < 2, 4, True),
+    "horizontal": (lambda y, x: y % 6 < 3, 0, True),
+    "diagonal": (lambda y, x: (x + y) % 7 < 3, 2, False),
+    "anti-diagonal": (lambda y, x: (x - y) % 7 < 3, 6, False),
+}
+
+
+@pytest.mark.parametrize("pattern", list(STRIPES))
+def test_hog_agrees_with_scikit_image_on_stripes_of_one_orientation(pattern: str) -> None:
+    skimage_feature = pytest.importorskip("skimage.feature")
+    stripes, our_bin, borders = STRIPES[pattern]
+    y, x = np.mgrid[0:32, 0:32]
+    image = stripes(y, x).astype(np.float64) * 200  # [32, 32]: 4 × 4 cells of 8 pixels, 2 × 2 patches of 16
+    grid = TokenGrid(frames=2, height=32, width=32, patch=16, tubelet=2)
+    clip = torch.from_numpy(np.broadcast_to(image, (1, 3, 2, 32, 32)).copy())
+    ours = hog_target(clip, grid, torch.arange(4)[None], 8)[0].reshape(2, 2, 3, 9, 2, 2)  # token h, w; c, bin, cell
+    ours = ours[:, :, 0].permute(0, 3, 1, 4, 2).reshape(4, 4, 9)  # [cell row, cell col, bin]
+    theirs = skimage_feature.hog(
+        image, orientations=9, pixels_per_cell=(8, 8), cells_per_block=(1, 1), block_norm="L2", feature_vector=False
+    )[:, :, 0, 0]  # [cell row, cell col, bin]
+    cells = range(4) if borders else range(1, 3)  # diagonal stripes: skimage zeroes the border gradients' one half
+    for row in cells:
+        for col in cells:
+            mine, skimage_cell = ours[row, col].numpy(), theirs[row, col]
+            assert mine.argmax() == our_bin and skimage_cell.argmax() == SKIMAGE_BIN[our_bin]
+            np.testing.assert_allclose(mine[list(SKIMAGE_BIN)], skimage_cell[list(SKIMAGE_BIN.values())], atol=1e-6)
+            assert mine.sum() == pytest.approx(1.0) and skimage_cell.sum() == pytest.approx(1.0)  # one bin each

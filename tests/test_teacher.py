@@ -99,7 +99,7 @@ def test_a_teacher_with_other_tokens_is_refused(tmp_path: Path) -> None:
 
 def test_a_teacher_layer_past_its_depth_is_refused(tmp_path: Path) -> None:
     save_teacher(tmp_path / "teacher.safetensors")
-    with pytest.raises(ValueError, match=r"model\.teacher_layer: the teacher has 3 blocks, got 4"):
+    with pytest.raises(ConfigError, match=r"model\.teacher_layer: the teacher has 3 blocks, got 4"):
         load_teacher(student_spec(tmp_path / "teacher.safetensors", teacher_layer=4, teacher_dim=64), "cpu")
 
 

@@ -28,7 +28,8 @@ def load_checkpoint(path, device: str = "cpu") -> LoadedCheckpoint:
     """The richer result: `.model`, `.kind` ("pretrain" | "classifier"), `.spec`, `.classes`, `.path`."""
     from videomae_cli.checkpoint import load_checkpoint as _load_checkpoint
     from videomae_cli.interop.hub import hub_checkpoint, parse_hub_ref, register_hub_references
+    from videomae_cli.models.teacher import with_teacher
 
-    register_hub_references()
+    register_hub_references()  # a teacher the checkpoint names may be a hub id too
     ref = parse_hub_ref(path)
-    return _load_checkpoint(hub_checkpoint(ref, "path").path if ref else path, device)
+    return with_teacher(_load_checkpoint(hub_checkpoint(ref, "path").path if ref else path, device), device)

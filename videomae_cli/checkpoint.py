@@ -30,7 +30,6 @@ from torch import nn
 from videomae_cli.config.schema import FinetuneSpec, PretrainSpec
 from videomae_cli.errors import ConfigError, StorageError, describe_os_error, naming
 from videomae_cli.models.factory import build_model
-from videomae_cli.models.teacher import load_teacher
 from videomae_cli.version import __version__
 
 CHECKPOINTS = "checkpoints"
@@ -470,36 +469,12 @@ class LoadedCheckpoint:
     path: Path
 
 
-# Ways to turn a reference a spec holds (a teacher's) into a local checkpoint besides a path: interop/hub.py registers
-# hub ids when it is imported (every entry point that takes a checkpoint imports it), so this layer needs no network.
-_RESOLVERS: list[Callable[[str, str], Path | None]] = []
-
-
-def register_resolver(resolve: Callable[[str, str], Path | None]) -> None:
-    """Add `resolve(reference, field)` → a local checkpoint file, or None when `reference` is not its kind."""
-    if resolve not in _RESOLVERS:
-        _RESOLVERS.append(resolve)
-
-
-def reference_file(reference: str, field: str) -> Path:
-    """The weights file a reference names: through a registered resolver (a hub id), else as a path; ConfigError
-    naming `field` when there is none."""
-    for resolve in _RESOLVERS:
-        found = resolve(reference, field)
-        if found is not None:
-            return found
-    file = weights_file(reference)
-    if not file.is_file():
-        raise ConfigError(f"{field}: no such checkpoint: {file}")
-    return file
-
-
-def load_checkpoint(path: str | Path, device: str = "cpu", with_teacher: bool = True) -> LoadedCheckpoint:
+def load_checkpoint(path: str | Path, device: str = "cpu") -> LoadedCheckpoint:
     """Load a .safetensors file, a checkpoint dir or a run dir we wrote. A file that is not an intact checkpoint of
     ours raises one line, "damaged or not a checkpoint: PATH (reason)" (ConfigError). A pretrain checkpoint gives a
     PretrainVideoMAE (`model(video, mask)` → `.loss`, `.pred`), a classifier checkpoint a VideoClassifier
-    (`model(video)` → logits [B, K]). A teacher-target model comes with its teacher (`with_teacher`), which its loss
-    needs."""
+    (`model(video)` → logits [B, K]). A teacher-target model comes without its teacher: models/teacher.py's
+    `with_teacher` attaches it where its loss is computed."""
     file = weights_file(path)
     if not file.is_file():
         raise ConfigError(f"checkpoint: no such file: {file}")
@@ -511,10 +486,7 @@ def load_checkpoint(path: str | Path, device: str = "cpu", with_teacher: bool = 
         raise ConfigError(f"damaged or not a checkpoint: {file} ({e}){_earlier_hint(file)}") from None
     except OSError as e:
         raise StorageError(f"cannot read checkpoint {describe_os_error(e)}") from None
-    model = model.to(device).eval()
-    if with_teacher and info.kind == "pretrain" and info.spec.model.target == "teacher":
-        model.teacher = load_teacher(info.spec, device)  # its loss needs the teacher's features
-    return LoadedCheckpoint(model, info.kind, info.spec, info.classes, file)
+    return LoadedCheckpoint(model.to(device).eval(), info.kind, info.spec, info.classes, file)
 
 
 def _earlier_hint(file: Path) -> str:

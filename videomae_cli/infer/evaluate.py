@@ -30,6 +30,7 @@ from videomae_cli.infer import metrics
 from videomae_cli.infer.predict import ViewPredictions, predict_views, run_in_chunks
 from videomae_cli.masking import MaskGenerator, collate_masks
 from videomae_cli.models.pretrain import per_video_loss
+from videomae_cli.models.teacher import with_teacher
 from videomae_cli.progress import Reporter
 from videomae_cli.runtime import autocast_for, pick_device
 
@@ -56,6 +57,7 @@ def evaluate(spec: EvaluateSpec, reporter: Reporter) -> Evaluation:
     loaded = load_checkpoint(spec.checkpoint)
     device = pick_device(spec.device, field="device")
     loaded.model.to(device)
+    with_teacher(loaded, device)  # a teacher-target model's loss needs its teacher
     report_path = spec.report or default_report_path(spec.checkpoint)
     if loaded.kind == "classifier":
         evaluation = evaluate_classifier(loaded, spec, report_path, device, reporter)

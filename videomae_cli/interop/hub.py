@@ -20,9 +20,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from videomae_cli.checkpoint import DamagedCheckpoint, inspect_weights, read_header, register_resolver
+from videomae_cli.checkpoint import DamagedCheckpoint, inspect_weights, read_header
 from videomae_cli.errors import ConfigError, HubUnavailable, VideoMAEError
 from videomae_cli.interop.sources import HF_SHARD_INDEX, HF_WEIGHT_FILES
+from videomae_cli.models.teacher import register_resolver
 
 HUB_PREFIX = "hf://"
 LIBRARY = "videomae-cli"  # the assets-cache folder our converted copies live under
@@ -290,7 +291,7 @@ def _convert(ref: HubRef, commit: str, source: Path, target: Path) -> None:
 
 
 def register_hub_references() -> None:
-    """Let references held in specs (a teacher's) be hub ids too: checkpoint.py resolves them through this."""
+    """Let references held in specs (a teacher's) be hub ids too: models/teacher.py resolves them through this."""
     register_resolver(_hub_reference)
 
 

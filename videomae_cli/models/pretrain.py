@@ -7,6 +7,7 @@ on the tokens it reconstructs, and targets are computed only for those tokens.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,6 @@ from torch import nn
 from videomae_cli.config.schema import ModelSpec, PretrainSpec
 from videomae_cli.masking import MaskedTokens
 from videomae_cli.models.hog import hog_dim, hog_target
-from videomae_cli.models.teacher import FrozenTeacher
 from videomae_cli.models.vit import (
     Block,
     Blocks,
@@ -28,6 +28,9 @@ from videomae_cli.models.vit import (
     patchify,
     trunc_normal_init,
 )
+
+if TYPE_CHECKING:
+    from videomae_cli.models.teacher import FrozenTeacher
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

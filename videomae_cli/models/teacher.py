@@ -13,20 +13,23 @@ tables are refused).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+from videomae_cli.checkpoint import LoadedCheckpoint, load_checkpoint, weights_file
 from videomae_cli.config.schema import PretrainSpec, grid_of
 from videomae_cli.errors import ConfigError
+from videomae_cli.models.factory import build_model
 from videomae_cli.models.vit import Encoder, TokenGrid, all_token_indices, patchify
 from videomae_cli.runtime import native_bf16
 
-if TYPE_CHECKING:
-    from torch import nn
-
-    from videomae_cli.checkpoint import LoadedCheckpoint
+# Ways to turn a teacher reference into a local checkpoint besides a path: interop/hub.py registers hub ids (the CLI,
+# the Python API and the training setup register it before anything loads), so this layer needs no network code.
+_RESOLVERS: list[Callable[[str, str], Path | None]] = []
 
 
 class FrozenTeacher:
@@ -67,14 +70,39 @@ def check_teacher_grid(teacher: TokenGrid, student: TokenGrid) -> None:
         )
 
 
-def load_teacher(spec: PretrainSpec, device: str | torch.device) -> FrozenTeacher:
-    """The frozen teacher of a teacher-target spec (models/teacher.py), on `device`, cutting the spec's clips into
-    the same tokens: a sinusoid-position teacher trained on another clip size is rebuilt for this one."""
-    from videomae_cli.checkpoint import load_checkpoint, reference_file  # lazily: checkpoint.py imports this module
+def register_resolver(resolve: Callable[[str, str], Path | None]) -> None:
+    """Add `resolve(reference, field)` → a local checkpoint file, or None when `reference` is not its kind."""
+    if resolve not in _RESOLVERS:
+        _RESOLVERS.append(resolve)
 
+
+def reference_file(reference: str, field: str) -> Path:
+    """The weights file a reference names: through a registered resolver (a hub id), else as a path; ConfigError
+    naming `field` when there is none."""
+    for resolve in _RESOLVERS:
+        found = resolve(reference, field)
+        if found is not None:
+            return found
+    file = weights_file(reference)
+    if not file.is_file():
+        raise ConfigError(f"{field}: no such checkpoint: {file}")
+    return file
+
+
+def with_teacher(loaded: LoadedCheckpoint, device: str | torch.device) -> LoadedCheckpoint:
+    """`loaded` with its teacher attached when it is a teacher-target pretrain model (its loss needs the teacher's
+    features: evaluate, visualize-mask and the Python API call this)."""
+    if loaded.kind == "pretrain" and loaded.spec.model.target == "teacher":
+        loaded.model.teacher = load_teacher(loaded.spec, device)
+    return loaded
+
+
+def load_teacher(spec: PretrainSpec, device: str | torch.device) -> FrozenTeacher:
+    """The frozen teacher of a teacher-target spec, on `device`, cutting the spec's clips into the same tokens: a
+    sinusoid-position teacher trained on another clip size is rebuilt for this one. Only the teacher's encoder is
+    used (a teacher with a teacher of its own needs none)."""
     m = spec.model
-    # Without the teacher's own teacher, if it has one: only its encoder is needed.
-    loaded = load_checkpoint(reference_file(m.teacher, "model.teacher"), "cpu", with_teacher=False)
+    loaded = load_checkpoint(reference_file(m.teacher, "model.teacher"), "cpu")
     student = grid_of(spec)
     try:
         check_teacher_grid(grid_of(loaded.spec), student)
@@ -88,8 +116,6 @@ def load_teacher(spec: PretrainSpec, device: str | torch.device) -> FrozenTeache
 
 def _rebuilt_for(loaded: LoadedCheckpoint, spec: PretrainSpec) -> nn.Module:
     """The teacher's model on the student's clip size: only where its positions are a function of the grid."""
-    from videomae_cli.models.factory import build_model  # lazily: the factory imports the student, which imports us
-
     if loaded.spec.model.pos_embed != "sincos":
         raise ValueError(
             f"model.teacher: it was trained on {grid_of(loaded.spec).frames} × {grid_of(loaded.spec).height}² clips "

@@ -88,8 +88,9 @@ def setup(spec: VisualizeSpec) -> MaskViewSetup:
 def load_pretrain_checkpoint(path: Path) -> LoadedCheckpoint:
     """A pretrain checkpoint (file, checkpoint dir or run dir) in eval mode, on the CPU; not a classifier."""
     from videomae_cli.checkpoint import load_checkpoint  # the model code imports only when a checkpoint is given
+    from videomae_cli.models.teacher import with_teacher
 
-    loaded = load_checkpoint(path)
+    loaded = with_teacher(load_checkpoint(path), "cpu")  # a teacher-target model's loss needs its teacher
     if loaded.kind != "pretrain":
         raise ConfigError(
             f"checkpoint: {path} is a classifier checkpoint; visualize-mask needs a pretrain checkpoint "

@@ -34,10 +34,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -59,19 +61,25 @@ class Arm:
     mask_type: str | None = None
     mask_ratio: float | None = None
     decoder_mask_ratio: float = 0.0
+    target: tuple[str, ...] = ()  # `--set model....` flags of a target other than every run's norm_pixel
+    teacher: str | None = None  # the arm whose encoder, pretrained on the same pool, is this arm's teacher
+    seeded: bool = False  # a compared arm: pretrained on each of the plan's pretraining pools, not only the first
 
     @property
     def pretrained(self) -> bool:
         """Whether this arm pretrains an encoder first."""
         return self.mask_type is not None
 
-    def pretrain_flags(self) -> list[str]:
-        """The masking flags of `videomae pretrain` for this arm."""
+    def pretrain_flags(self, teacher: Path | None = None) -> list[str]:
+        """The masking and target flags of `videomae pretrain` for this arm (`teacher`: its teacher's run)."""
         assert self.mask_type is not None and self.mask_ratio is not None
         flags = ["--mask-type", self.mask_type, "--mask-ratio", str(self.mask_ratio)]
         if self.decoder_mask_ratio:
             flags += ["--decoder-mask-ratio", str(self.decoder_mask_ratio)]
-        return flags
+        if self.teacher:
+            assert teacher is not None
+            flags += ["--set", "model.target=teacher", "--set", f"model.teacher={teacher}"]
+        return [*flags, *self.target]
 
 
 ARMS: tuple[Arm, ...] = (
@@ -83,6 +91,23 @@ ARMS: tuple[Arm, ...] = (
     Arm("frame 0.9", "frame", 0.9),
     Arm("tube 0.9 + running cell 0.5", "tube", 0.9, 0.5),
 )
+# The field plan's arms. Compared (seeded) arms: tube 0.9 with the pixel target and the three that change only the
+# target or the mask: MaskFeat's HOG (2-pixel cells: 2 × 2 cells per 4-pixel patch, as MaskFeat's 8-pixel cells in
+# its 16-pixel patches), MVD's teacher features (the teacher: this study's own tube-0.9 encoder of the same pool),
+# and masks that follow the motion.
+FIELD_ARMS: tuple[Arm, ...] = (
+    Arm("scratch"),
+    Arm("tube 0.9", "tube", 0.9, seeded=True),
+    Arm("HOG target (tube 0.9)", "tube", 0.9, target=("--set", "model.target=hog", "--set", "model.hog_cell=2"),
+        seeded=True),
+    Arm("motion 0.9", "motion", 0.9, seeded=True),
+    Arm("teacher target (tube 0.9)", "tube", 0.9, teacher="tube 0.9", seeded=True),
+    Arm("tube 0.75", "tube", 0.75),
+    Arm("tube 0.5", "tube", 0.5),
+    Arm("random 0.9", "random", 0.9),
+    Arm("frame 0.75", "frame", 0.75),  # 4 time slices: at 0.9 frame masking would hide them all
+    Arm("tube 0.9 + running cell 0.5", "tube", 0.9, 0.5),
+)  # fmt: skip
 HEADLINE = "tube 0.9"  # the arm the target compares with scratch
 
 
@@ -93,9 +118,12 @@ class Plan:
     name: str = "busy"
     scene: str = "busy"  # data.synthetic_scene of every run
     seeds: tuple[int, ...] = (0, 1)
-    # Pretrain each arm once (on the first seed's pool) and fine-tune that encoder for every seed, instead of
-    # pretraining once per seed: the seeds then vary the labelled set, the fine-tuning and the test set.
+    # Pretrain each arm on the first pretraining seed's pool and fine-tune that encoder for every seed, instead of
+    # pretraining once per seed: the seeds then vary the labelled set, the fine-tuning and the test set. Compared
+    # (seeded) arms are pretrained on the pool of every pretraining seed, and each encoder is fine-tuned for every
+    # seed, so their spread covers pretraining as well as fine-tuning.
     shared_pretraining: bool = False
+    pretraining_seeds: tuple[int, ...] = (0,)
     labels_per_class: tuple[int, ...] = (4, 16)
     pool_videos: int = 8192
     test_videos: int = 512
@@ -133,9 +161,14 @@ class Plan:
         flags = ("--set", f"data.num_frames={self.num_frames}", "--set", f"data.input_size={self.input_size}")
         return flags if self.scene == "busy" else (*flags, "--set", f"data.synthetic_scene={self.scene}")
 
-    def pretraining_seed(self, seed: int) -> int:
-        """The seed whose pool pretrains the encoder that the fine-tuning runs of `seed` start from."""
-        return self.seeds[0] if self.shared_pretraining else seed
+    def runs_of(self, arm: Arm) -> list[tuple[int | None, int]]:
+        """(pretraining seed, fine-tuning seed) of each fine-tuning run of `arm`, in order; None: from scratch."""
+        if not arm.pretrained:
+            return [(None, seed) for seed in self.seeds]
+        if not self.shared_pretraining:
+            return [(seed, seed) for seed in self.seeds]
+        pools = self.pretraining_seeds if arm.seeded else self.pretraining_seeds[:1]
+        return [(pool, seed) for pool in pools for seed in self.seeds]
 
     def quick(self) -> Plan:
         """The same plan as a smoke run of a few minutes: one seed, one small label budget, a few steps each."""
@@ -154,6 +187,7 @@ FIELD = Plan(
     docs="docs",
     seeds=(0, 1, 2),
     shared_pretraining=True,
+    pretraining_seeds=(0, 1),
     labels_per_class=(16, 64),
     pool_videos=65536,
     model=(
@@ -176,9 +210,13 @@ FIELD = Plan(
     masks=(
         "8×16² clips with 4-pixel patches make a 4×4 grid in 4 time slices (64 tokens): tube 0.9 hides 14 of the 16 "
         "positions (0.875), 0.75 hides 12 and 0.5 hides 8; random 0.9 hides 58 of the 64 tokens; frame masking hides "
-        "3 of the 4 slices (0.75: at 0.9 it would hide them all); the running cell at 0.5 decodes half of all positions"
+        "3 of the 4 slices (0.75: at 0.9 it would hide them all); the running cell at 0.5 decodes half of all "
+        "positions; motion 0.9 keeps 2 positions visible in every slice like tube 0.9, drawn with probability rising "
+        "with their motion energy (`mask.motion_temperature` 1, a tube). The HOG target is 2 × 2 cells of 2 pixels "
+        "per patch (9 bins × 3 colours: 108 values, MaskFeat's layout); the teacher target is the last block's "
+        "features of the tube-0.9 encoder pretrained on the same pool, L2 loss"
     ),
-    arms=tuple(Arm("frame 0.75", "frame", 0.75) if arm.mask_type == "frame" else arm for arm in ARMS),
+    arms=FIELD_ARMS,
 )  # fmt: skip
 PLANS: dict[str, Plan] = {plan.name: plan for plan in (Plan(), FIELD)}
 DEFAULT_PLAN = Plan.name  # run without --plan; its command line and run folder carry no plan name
@@ -199,6 +237,11 @@ class Study:
     plan: Plan
     out: Path
     stage_seconds: list[float] = field(default_factory=list)  # every stage's wall time, as measured when it ran
+    # Pretrainings by run directory, each run (and timed) once: a teacher arm needs another arm's encoder, which the
+    # other arm's thread may be pretraining at that moment.
+    _encoders: dict[Path, Stage] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _pretraining: dict[Path, threading.Lock] = field(default_factory=dict)
 
     def run_stage(self, run: Path, argv: Sequence[str]) -> Stage:
         """Run one `videomae` command that writes `run`, unless an earlier study finished the same command there."""
@@ -217,22 +260,43 @@ class Study:
         self.stage_seconds.append(seconds)
         return Stage(run, seconds)
 
-    def pretrain_run(self, arm: Arm, seed: int) -> Path:
-        """The run directory of one arm's pretraining."""
-        return self.out / "pretrain" / slug(arm.name) / f"seed{self.plan.pretraining_seed(seed)}"
+    def pretrain_run(self, arm: Arm, pool: int) -> Path:
+        """The run directory of one arm's pretraining on the pool of seed `pool`."""
+        return self.out / "pretrain" / slug(arm.name) / f"seed{pool}"
 
-    def pretrain(self, arm: Arm, seed: int) -> Stage:
-        """Masked-autoencoder pretraining of one arm on the unlabelled pool."""
+    def encoder(self, arm: Arm, pool: int) -> Stage:
+        """The arm's encoder pretrained on the pool of seed `pool`: pretrained now, or by another thread or study."""
+        run = self.pretrain_run(arm, pool)
+        with self._lock:
+            lock = self._pretraining.setdefault(run, threading.Lock())
+        with lock:
+            if run not in self._encoders:
+                self._encoders[run] = self.pretrain(arm, pool)
+            return self._encoders[run]
+
+    def teacher_of(self, arm: Arm) -> Arm | None:
+        """The arm whose encoder teaches `arm`, if any."""
+        return next(a for a in self.plan.arms if a.name == arm.teacher) if arm.teacher else None
+
+    def pretrain(self, arm: Arm, pool: int) -> Stage:
+        """Masked-autoencoder pretraining of one arm on the unlabelled pool of seed `pool`."""
         p = self.plan
-        run = self.pretrain_run(arm, seed)
-        argv = ["pretrain", *p.common, *p.pretrain, *arm.pretrain_flags(), "--steps", str(p.pretrain_steps)]
-        argv += ["--set", f"data.synthetic_videos={p.pool_videos}", "--seed", str(p.pretraining_seed(seed))]
+        run = self.pretrain_run(arm, pool)
+        teacher = self.teacher_of(arm)
+        teacher_run = self.encoder(teacher, pool).run if teacher else None
+        argv = ["pretrain", *p.common, *p.pretrain, *arm.pretrain_flags(teacher_run), "--steps", str(p.pretrain_steps)]
+        argv += ["--set", f"data.synthetic_videos={p.pool_videos}", "--seed", str(pool)]
         return self.run_stage(run, [*argv, "--out", str(run)])
 
-    def finetune(self, arm: Arm, seed: int, per_class: int, init: Path | None) -> Stage:
-        """Fine-tune a classifier on `per_class` labelled clips per class, from `init` or from scratch."""
+    def finetune(self, arm: Arm, pool: int | None, seed: int, per_class: int) -> Stage:
+        """Fine-tune a classifier on `per_class` labelled clips per class, from the arm's encoder pretrained on the
+        pool of seed `pool`, or from scratch (None)."""
         p = self.plan
-        run = self.out / "finetune" / slug(arm.name) / f"labels{per_class}" / f"seed{seed}"
+        init = self.encoder(arm, pool).run if pool is not None else None
+        run = self.out / "finetune" / slug(arm.name) / f"labels{per_class}"
+        if pool is not None and pool != p.pretraining_seeds[0] and p.shared_pretraining:
+            run /= f"pool{pool}"
+        run /= f"seed{seed}"
         argv = ["finetune", "--init", str(init) if init else "none", *p.common, *p.finetune]
         argv += ["--steps", str(p.finetune_steps), "--set", f"data.synthetic_videos={per_class * NUM_CLASSES}"]
         # The fine-tune run's validation set is the test set: it validates once, after the last step, so the number
@@ -247,8 +311,8 @@ SAMPLING_RATE = 4  # data.sampling_rate, left at its default by every run
 
 
 def slug(name: str) -> str:
-    """A directory name for an arm."""
-    return name.replace(" + ", "-").replace(" ", "-").replace(".", "")
+    """A directory name for an arm: `tube 0.9 + running cell 0.5` → `tube-09-running-cell-05`."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", name.replace(".", "")).strip("-")
 
 
 def videomae(argv: Sequence[str], log: Path) -> None:
@@ -275,13 +339,24 @@ def say(text: str) -> None:
 
 @dataclass
 class ArmResult:
-    """Everything measured for one arm: top-1 per (labels per class, seed), wall times, loss curves per seed."""
+    """Everything measured for one arm: top-1 per (labels per class, pretraining seed, fine-tuning seed), wall times
+    (a teacher arm's teacher pretrainings apart), loss curves per pretraining."""
 
     arm: Arm
-    top1: dict[int, dict[int, float]] = field(default_factory=dict)
+    top1: dict[int, dict[tuple[int | None, int], float]] = field(default_factory=dict)
     pretrain_seconds: list[float] = field(default_factory=list)
+    teacher_seconds: list[float] = field(default_factory=list)
     finetune_seconds: dict[int, list[float]] = field(default_factory=dict)
     loss_curves: list[tuple[list[int], list[float]]] = field(default_factory=list)
+
+    def accuracies(self, per_class: int, pool: int | None = None) -> list[float]:
+        """Top-1 of every run with `per_class` labels (only those from the pool of seed `pool`, if given)."""
+        return [v for (p, _), v in self.top1[per_class].items() if pool is None or p == pool]
+
+    @property
+    def pools(self) -> list[int]:
+        """The pretraining seeds of this arm's encoders."""
+        return sorted({p for runs in self.top1.values() for p, _ in runs if p is not None})
 
 
 def run_study(study: Study, jobs: int = 1) -> list[ArmResult]:
@@ -292,25 +367,23 @@ def run_study(study: Study, jobs: int = 1) -> list[ArmResult]:
 
 
 def run_arm(study: Study, arm: Arm) -> ArmResult:
-    """All runs of one arm."""
+    """All runs of one arm, encoder by encoder."""
     result = ArmResult(arm)
-    encoders: dict[int, Path] = {}  # by pretraining seed: a shared encoder is pretrained (and timed) once
-    for seed in study.plan.seeds:
-        init = None
-        if arm.pretrained:
-            pretraining_seed = study.plan.pretraining_seed(seed)
-            if pretraining_seed not in encoders:
-                stage = study.pretrain(arm, seed)
-                encoders[pretraining_seed] = stage.run
-                result.pretrain_seconds.append(stage.seconds)
-                result.loss_curves.append(loss_curve(stage.run))
-            init = encoders[pretraining_seed]
+    teacher = study.teacher_of(arm)
+    for pool, seed in study.plan.runs_of(arm):
+        if pool is not None and pool not in result.pools:
+            stage = study.encoder(arm, pool)
+            result.pretrain_seconds.append(stage.seconds)
+            result.loss_curves.append(loss_curve(stage.run))
+            if teacher:
+                result.teacher_seconds.append(study.encoder(teacher, pool).seconds)
         for per_class in study.plan.labels_per_class:
-            tuned = study.finetune(arm, seed, per_class, init)
+            tuned = study.finetune(arm, pool, seed, per_class)
             result.finetune_seconds.setdefault(per_class, []).append(tuned.seconds)
             top1 = final_top1(tuned.run)
-            result.top1.setdefault(per_class, {})[seed] = top1
-            say(f"{arm.name} | seed {seed} | {per_class} labels per class | top-1 {100 * top1:.1f}%")
+            result.top1.setdefault(per_class, {})[pool, seed] = top1
+            origin = "" if pool is None else f"pool {pool} | "
+            say(f"{arm.name} | {origin}seed {seed} | {per_class} labels per class | top-1 {100 * top1:.1f}%")
     return result
 
 
@@ -342,10 +415,17 @@ def held_out_video(study: Study) -> Path:
     return sorted((folder / "videos").rglob("*.mp4"))[0]
 
 
+def headline_arm(plan: Plan) -> Arm:
+    """The plan's tube-0.9 arm, which the target compares with scratch."""
+    return next(arm for arm in plan.arms if arm.name == HEADLINE)
+
+
 def visualize(study: Study, docs: Path) -> Path:
     """The mask / reconstruction picture of one held-out clip for the headline arm's first-seed checkpoint."""
-    arm = next(a for a in study.plan.arms if a.name == HEADLINE)
-    checkpoint = study.pretrain_run(arm, study.plan.seeds[0])  # pretrained by run_study
+    arm = headline_arm(study.plan)
+    pool = study.plan.runs_of(arm)[0][0]
+    assert pool is not None
+    checkpoint = study.encoder(arm, pool).run  # pretrained by run_study
     picture = docs / "study-visualize.png"
     argv = ["visualize-mask", str(checkpoint), "--video", str(held_out_video(study)), "--out", str(picture)]
     argv += ["--frames", "all", "--error-map"]
@@ -375,44 +455,114 @@ def minutes(seconds: Sequence[float]) -> str:
     return f"{total // 60}:{total % 60:02d}"
 
 
-def seeds(plan: Plan) -> str:
-    """`2 seeds` / `1 seed`."""
-    return f"{len(plan.seeds)} seed{'s' if len(plan.seeds) > 1 else ''}"
+def runs_text(result: ArmResult, per_class: int) -> str:
+    """How many runs an arm's mean covers: `3` seeds, or `2 × 3` (pretraining pools × fine-tuning seeds)."""
+    runs = len(result.accuracies(per_class))
+    pools = len(result.pools)
+    return f"{pools} × {runs // pools}" if pools > 1 else str(runs)
+
+
+def pretrain_wall(result: ArmResult) -> str:
+    """Mean pretraining wall time; for a teacher arm, its teacher's pretraining as well (the arm's whole cost)."""
+    text = minutes(result.pretrain_seconds)
+    return f"{text} + {minutes(result.teacher_seconds)} teacher" if result.teacher_seconds else text
 
 
 def results_table(results: Sequence[ArmResult], plan: Plan) -> list[str]:
-    """The markdown table: arm, labels per class, top-1 mean ± std over seeds, wall times."""
+    """The markdown table: arm, labels per class, top-1 mean ± std over all its runs, wall times."""
     lines = [
-        f"| arm | labels per class | top-1 % (mean ± std, {seeds(plan)}) | pretrain wall | fine-tune wall |",
-        "|---|---:|---:|---:|---:|",
+        "| arm | labels per class | top-1 % (mean ± std) | runs | pretrain wall | fine-tune wall |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for per_class in plan.labels_per_class:
         for r in results:
-            accuracies = list(r.top1[per_class].values())
             lines.append(
-                f"| {r.arm.name} | {per_class} | {percent(accuracies)} | {minutes(r.pretrain_seconds)} "
-                f"| {minutes(r.finetune_seconds[per_class])} |"
+                f"| {r.arm.name} | {per_class} | {percent(r.accuracies(per_class))} | {runs_text(r, per_class)} "
+                f"| {pretrain_wall(r)} | {minutes(r.finetune_seconds[per_class])} |"
             )
     return lines
 
 
+def pool_table(results: Sequence[ArmResult], plan: Plan) -> list[str]:
+    """Top-1 per pretraining pool of the arms pretrained on more than one (mean ± std over fine-tuning seeds): how
+    much of the spread is the pretraining's. Empty when no arm was."""
+    seeded = [r for r in results if len(r.pools) > 1]
+    if not seeded:
+        return []
+    pools = seeded[0].pools
+    lines = [
+        "| arm | labels per class | " + " | ".join(f"pretraining seed {pool}" for pool in pools) + " | difference |",
+        "|---|---:|" + "---:|" * (len(pools) + 1),
+    ]
+    for per_class in plan.labels_per_class:
+        for r in seeded:
+            means = [100 * statistics.fmean(r.accuracies(per_class, pool)) for pool in pools]
+            cells = " | ".join(percent(r.accuracies(per_class, pool)) for pool in pools)
+            lines.append(f"| {r.arm.name} | {per_class} | {cells} | {max(means) - min(means):.1f} |")
+    return lines
+
+
+def pixel_masking(arm: Arm) -> bool:
+    """A pretrained arm that changes only the mask (every run's norm_pixel target)."""
+    return arm.pretrained and not arm.target and not arm.teacher
+
+
 def findings(results: Sequence[ArmResult], plan: Plan) -> list[str]:
-    """The headline comparison and the orderings, stated from the numbers."""
+    """The headline comparison, the orderings and the compared arms against the headline, stated from the numbers."""
     smallest = min(plan.labels_per_class)
-    mean_top1 = {r.arm.name: 100 * statistics.fmean(r.top1[smallest].values()) for r in results}
+    by_name = {r.arm.name: r for r in results}
+    mean_top1 = {r.arm.name: 100 * statistics.fmean(r.accuracies(smallest)) for r in results}
     gain = mean_top1[HEADLINE] - mean_top1["scratch"]
     verdict = "meets" if gain >= 10 else "misses"
+    headline = by_name[HEADLINE]
+    per_pool = ""
+    if len(headline.pools) > 1:
+        scratch = mean_top1["scratch"]
+        gains = [100 * statistics.fmean(headline.accuracies(smallest, pool)) - scratch for pool in headline.pools]
+        per_pool = " (by pretraining seed: " + ", ".join(
+            f"{pool}: {g:+.1f}" for pool, g in zip(headline.pools, gains, strict=True)) + ")"  # fmt: skip
     lines = [
         f"- At {smallest} labels per class, pretraining with tube masking at 0.9 gives {mean_top1[HEADLINE]:.1f}% "
-        f"top-1 against {mean_top1['scratch']:.1f}% from scratch: {gain:+.1f} points ({verdict} the +10 target).",
+        f"top-1 against {mean_top1['scratch']:.1f}% from scratch: {gain:+.1f} points{per_pool} ({verdict} the +10 "
+        "target).",
     ]
-    tube_ratios = [r.arm.name for r in results if r.arm.mask_type == "tube" and not r.arm.decoder_mask_ratio]
-    lower_tube = [r.arm for r in results if r.arm.mask_type == "tube" and (r.arm.mask_ratio or 0) < 0.9]
-    high = [r.arm for r in results if r.arm.pretrained and r.arm not in lower_tube]
+    masking = [r.arm for r in results if pixel_masking(r.arm)]
+    tube_ratios = [arm.name for arm in masking if arm.mask_type == "tube" and not arm.decoder_mask_ratio]
+    high = [arm for arm in masking if not (arm.mask_type == "tube" and (arm.mask_ratio or 0) < 0.9)]
     ratios = " / ".join(sorted({str(arm.mask_ratio) for arm in high}, reverse=True))
     lines.append(f"- Tube mask ratio, best first: {ranking(tube_ratios, mean_top1)}.")
     lines.append(f"- Masking at {ratios}, best first: {ranking([arm.name for arm in high], mean_top1)}.")
+    spread = pool_spread(headline, smallest)
+    for r in results:
+        if r.arm.seeded and r.arm.name != HEADLINE:
+            lines.append(against_headline(r, headline, plan, spread))
     return lines
+
+
+def pool_spread(result: ArmResult, per_class: int) -> float | None:
+    """How far apart the means of an arm's pretraining pools are, in points (None with one pool)."""
+    if len(result.pools) < 2:
+        return None
+    means = [100 * statistics.fmean(result.accuracies(per_class, pool)) for pool in result.pools]
+    return max(means) - min(means)
+
+
+def against_headline(result: ArmResult, headline: ArmResult, plan: Plan, spread: float | None) -> str:
+    """One compared arm against tube 0.9 with the pixel target, at every label budget, with its pretraining cost."""
+    deltas = []
+    for per_class in plan.labels_per_class:
+        mine, theirs = (100 * statistics.fmean(r.accuracies(per_class)) for r in (result, headline))
+        deltas.append((per_class, mine, theirs, mine - theirs))
+    budgets = "; ".join(f"{k} labels per class {m:.1f}% against {t:.1f}% ({d:+.1f})" for k, m, t, d in deltas)
+    verdict = "does not help" if all(d <= 0 for *_, d in deltas) else "helps" if all(d > 0 for *_, d in deltas) else (
+        "mixed")  # fmt: skip
+    own = sum(result.pretrain_seconds) + sum(result.teacher_seconds)
+    cost = own / sum(headline.pretrain_seconds) if headline.pretrain_seconds else float("nan")
+    noise = f"; tube 0.9's two pretraining seeds alone differ by {spread:.1f} points" if spread is not None else ""
+    return (
+        f"- {result.arm.name} against tube 0.9: {budgets} — {verdict}{noise}. Pretraining cost "
+        f"{cost:.2f}× tube 0.9's" + (" (the teacher's pretraining included)." if result.teacher_seconds else ".")
+    )
 
 
 def ranking(arms: Sequence[str], top1: dict[str, float]) -> str:
@@ -432,23 +582,24 @@ def plot(results: Sequence[ArmResult], plan: Plan, path: Path) -> None:
     x = np.arange(len(results))
     width = 0.8 / len(plan.labels_per_class)
     for i, per_class in enumerate(plan.labels_per_class):
-        stats = [mean_std([100 * v for v in r.top1[per_class].values()]) for r in results]
+        stats = [mean_std([100 * v for v in r.accuracies(per_class)]) for r in results]
         bars.bar(x + (i - (len(plan.labels_per_class) - 1) / 2) * width, [m for m, _ in stats], width,
                  yerr=[s for _, s in stats], capsize=3, label=f"{per_class} labels per class")  # fmt: skip
     bars.axhline(100 / NUM_CLASSES, color="grey", linestyle=":", label="chance")
     bars.set_xticks(x, [r.arm.name.replace(" + ", "\n+ ") for r in results], rotation=30, ha="right", fontsize=8)
     bars.set_ylabel("test top-1 (%)")
-    bars.set_title(f"Fine-tuned top-1, mean ± std over {seeds(plan)}")
+    bars.set_title("Fine-tuned top-1, mean ± std over each arm's runs")
     bars.legend(fontsize=8)
     for r in results:
         if not r.loss_curves:
             continue
         steps = r.loss_curves[0][0]
-        mean_loss = np.mean([losses for _, losses in r.loss_curves], axis=0)
+        # Relative to its first logged value: the HOG and teacher targets' losses have units of their own.
+        mean_loss = np.mean([np.array(losses) / losses[0] for _, losses in r.loss_curves], axis=0)
         curves.plot(steps, mean_loss, marker="o" if len(steps) < 5 else None, label=r.arm.name)
     curves.set_xlabel("pretraining step")
-    curves.set_ylabel("reconstruction loss (masked tokens)")
-    curves.set_title("Pretraining loss" + ("" if plan.shared_pretraining else ", mean over seeds"))
+    curves.set_ylabel("loss on the masked tokens ÷ its first logged value")
+    curves.set_title("Pretraining loss, mean over each arm's pretrainings")
     curves.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -471,6 +622,7 @@ def write_report(results: Sequence[ArmResult], plan: Plan, docs: Path, command: 
         "",
         *findings(results, plan),
         "",
+        *pool_section(results, plan),
         "![top-1 per arm and pretraining loss curves](study.png)",
         "",
         "## Set-up",
@@ -480,11 +632,11 @@ def write_report(results: Sequence[ArmResult], plan: Plan, docs: Path, command: 
         f"{plan.test_videos} held-out clips for the test. Seeds: {', '.join(map(str, plan.seeds))}.",
         f"- Model and clips (every run): `{' '.join(plan.model + plan.clip)}`, fp32.",
         f"- Masks: {plan.masks}.",
-        f"- Pretraining ({plan.pretrain_steps} steps): `{' '.join(plan.pretrain)}` plus the arm's mask flags.",
+        f"- Pretraining ({plan.pretrain_steps} steps): `{' '.join(plan.pretrain)}` plus the arm's mask and target flags.",
         f"- Fine-tuning ({plan.finetune_steps} steps, every arm alike): `{' '.join(plan.finetune)}`; the final weights "
         "are tested once, on the centre view of each held-out clip (synthetic clips are one clip long).",
         "",
-        f"## Reconstruction of a held-out clip (tube 0.9, seed {plan.seeds[0]})",
+        f"## Reconstruction of a held-out clip (tube 0.9, pretraining seed {plan.runs_of(headline_arm(plan))[0][0]})",
         "",
         "![original, masked, reconstruction, error](study-visualize.png)",
         "",
@@ -501,11 +653,31 @@ SCENE_TEXT = {
 }
 
 
+def pool_section(results: Sequence[ArmResult], plan: Plan) -> list[str]:
+    """The compared arms' top-1 per pretraining seed, when they have more than one."""
+    table = pool_table(results, plan)
+    if not table:
+        return []
+    return [
+        "### By pretraining seed",
+        "",
+        "Each compared arm is pretrained on two pools and each encoder fine-tuned with every seed; per pretraining "
+        "seed, top-1 % (mean ± std over the fine-tuning seeds), and how far apart the pretraining seeds' means are:",
+        "",
+        *table,
+        "",
+    ]
+
+
 def pools(plan: Plan) -> str:
     """Which clips pretrain the encoders."""
     if plan.shared_pretraining:
-        return (f"Each arm pretrains once, on an unlabelled pool of {plan.pool_videos} clips of seed {plan.seeds[0]}, "
-                "and every seed fine-tunes that encoder; per seed:")  # fmt: skip
+        first, *more = plan.pretraining_seeds
+        seeded = ", ".join(arm.name for arm in plan.arms if arm.seeded)
+        others = ", ".join(map(str, more))
+        again = f" (the compared arms — {seeded} — also on the pool of seed {others})" if more else ""
+        return (f"Each arm pretrains on an unlabelled pool of {plan.pool_videos} clips of seed {first}{again}, "
+                "and every seed fine-tunes each encoder; per seed:")  # fmt: skip
     return f"Per seed: an unlabelled pool of {plan.pool_videos} clips for pretraining,"
 
 
@@ -584,8 +756,13 @@ def result_json(result: ArmResult) -> dict:
     """One arm's numbers, for scripts."""
     return {
         "arm": result.arm.name,
-        "top1": {str(k): {str(s): v for s, v in by_seed.items()} for k, by_seed in result.top1.items()},
+        "runs": [
+            {"labels_per_class": k, "pretraining_seed": pool, "seed": seed, "top1": v}
+            for k, runs in result.top1.items()
+            for (pool, seed), v in runs.items()
+        ],
         "pretrain_seconds": result.pretrain_seconds,
+        "teacher_seconds": result.teacher_seconds,
         "finetune_seconds": {str(k): v for k, v in result.finetune_seconds.items()},
     }
 

@@ -11,37 +11,44 @@ from pathlib import Path
 import pytest
 
 DRIVER = Path(__file__).resolve().parents[1] / "examples" / "study" / "data_efficiency.py"
-ARMS = ("scratch", "tube 0.9", "tube 0.75", "tube 0.5", "random 0.9", "frame 0.9", "tube 0.9 + running cell 0.5")
+ARMS = (
+    "scratch",
+    "tube 0.9",
+    "HOG target (tube 0.9)",
+    "motion 0.9",
+    "teacher target (tube 0.9)",
+    "tube 0.75",
+    "tube 0.5",
+    "random 0.9",
+    "frame 0.75",
+    "tube 0.9 + running cell 0.5",
+)
+COMPARED = {"tube 0.9", "HOG target (tube 0.9)", "motion 0.9", "teacher target (tube 0.9)"}  # two pretraining pools
 
 
 def test_quick_study_runs_every_arm_and_writes_the_report(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
-    command = [
-        sys.executable,
-        str(DRIVER),
-        "--quick",
-        "--jobs",
-        "2",
-        "--out",
-        str(tmp_path / "runs"),
-        "--docs",
-        str(docs),
-    ]
+    command = [sys.executable, str(DRIVER), "--plan", "field", "--quick", "--jobs", "2"]
+    command += ["--out", str(tmp_path / "runs"), "--docs", str(docs)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
 
     numbers = json.loads((docs / "study.json").read_text())
     assert [arm["arm"] for arm in numbers] == list(ARMS)
     for arm in numbers:
-        (top1,) = arm["top1"].values()  # one label budget, one seed in --quick
-        assert 0.0 <= top1["0"] <= 1.0
-        assert bool(arm["pretrain_seconds"]) == (arm["arm"] != "scratch")
+        pools = {run["pretraining_seed"] for run in arm["runs"]}  # one label budget, one seed in --quick
+        assert pools == ({None} if arm["arm"] == "scratch" else {0, 1} if arm["arm"] in COMPARED else {0})
+        assert all(0.0 <= run["top1"] <= 1.0 for run in arm["runs"])
+        assert len(arm["pretrain_seconds"]) == len(pools - {None})
+        assert bool(arm["teacher_seconds"]) == (arm["arm"] == "teacher target (tube 0.9)")
 
     report = (docs / "study.md").read_text()
-    assert "python examples/study/data_efficiency.py --quick --jobs 2" in report
+    assert "python examples/study/data_efficiency.py --plan field --quick --jobs 2" in report
     for arm in ARMS:
         assert f"| {arm} | 2 |" in report
     assert "points" in report  # the headline comparison is stated
+    assert "- HOG target (tube 0.9) against tube 0.9: 2 labels per class" in report
+    assert "| teacher target (tube 0.9) | 2 | " in report.split("### By pretraining seed")[1]
     for picture in ("study.png", "study-visualize.png"):
         assert (docs / picture).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -136,16 +143,51 @@ def recorded_arm(monkeypatch, plan_name: str, arm_name: str) -> list[list[str]]:
     return commands
 
 
-def test_the_field_plan_pretrains_each_arm_once_and_fine_tunes_it_for_every_seed(monkeypatch) -> None:
+def option(command: list[str], flag: str) -> str:
+    return command[command.index(flag) + 1]
+
+
+def test_the_field_plan_pretrains_a_compared_arm_on_two_pools_and_fine_tunes_each_for_every_seed(monkeypatch) -> None:
     commands = recorded_arm(monkeypatch, "field", "tube 0.9")
     pretrains = [c for c in commands if c[0] == "pretrain"]
     finetunes = [c for c in commands if c[0] == "finetune"]
-    assert len(pretrains) == 1 and pretrains[0][pretrains[0].index("--seed") + 1] == "0"
-    encoder = pretrains[0][pretrains[0].index("--out") + 1]
-    assert len(finetunes) == 3 * 2  # 3 seeds × 2 label budgets
-    assert {c[c.index("--init") + 1] for c in finetunes} == {encoder}
-    assert {c[c.index("--seed") + 1] for c in finetunes} == {"0", "1", "2"}
+    assert [option(c, "--seed") for c in pretrains] == ["0", "1"]
+    encoders = {option(c, "--out") for c in pretrains}
+    assert len(finetunes) == 2 * 3 * 2  # 2 pools × 3 seeds × 2 label budgets
+    assert {(option(c, "--init"), option(c, "--seed")) for c in finetunes} == {
+        (encoder, seed) for encoder in encoders for seed in ("0", "1", "2")
+    }
+    assert len({option(c, "--out") for c in finetunes}) == len(finetunes)
     assert all("data.synthetic_scene=field" in c for c in commands)
+
+
+def test_the_field_plan_pretrains_the_other_arms_once_and_fine_tunes_them_for_every_seed(monkeypatch) -> None:
+    commands = recorded_arm(monkeypatch, "field", "tube 0.75")
+    pretrains = [c for c in commands if c[0] == "pretrain"]
+    finetunes = [c for c in commands if c[0] == "finetune"]
+    assert [option(c, "--seed") for c in pretrains] == ["0"]
+    assert {option(c, "--init") for c in finetunes} == {option(pretrains[0], "--out")}
+    assert sorted(option(c, "--seed") for c in finetunes) == ["0", "0", "1", "1", "2", "2"]
+
+
+def test_the_teacher_arm_learns_from_the_tube_09_encoder_of_its_own_pool(monkeypatch) -> None:
+    commands = recorded_arm(monkeypatch, "field", "teacher target (tube 0.9)")
+    pretrains = [c for c in commands if c[0] == "pretrain"]
+    teachers = {option(c, "--seed"): option(c, "--out") for c in pretrains if "model.target=teacher" not in c}
+    students = [c for c in pretrains if "model.target=teacher" in c]
+    assert [option(c, "--seed") for c in students] == ["0", "1"]
+    for student in students:  # the teacher is pretrained before its student, on the same pool
+        teacher = teachers[option(student, "--seed")]
+        assert f"model.teacher={teacher}" in student and "/tube-09/" in teacher
+        assert commands.index(student) > next(i for i, c in enumerate(commands) if option(c, "--out") == teacher)
+
+
+def test_the_hog_and_motion_arms_change_only_the_target_or_the_mask(monkeypatch) -> None:
+    (hog, *_) = [c for c in recorded_arm(monkeypatch, "field", "HOG target (tube 0.9)") if c[0] == "pretrain"]
+    (motion, *_) = [c for c in recorded_arm(monkeypatch, "field", "motion 0.9") if c[0] == "pretrain"]
+    (tube, *_) = [c for c in recorded_arm(monkeypatch, "field", "tube 0.9") if c[0] == "pretrain"]
+    assert [f for f in hog if f not in tube] == ["model.target=hog", "model.hog_cell=2", hog[hog.index("--out") + 1]]
+    assert option(motion, "--mask-type") == "motion" and option(motion, "--mask-ratio") == "0.9"
 
 
 def test_the_busy_plan_pretrains_once_per_seed_on_the_default_scene(monkeypatch) -> None:

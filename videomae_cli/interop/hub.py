@@ -20,9 +20,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from videomae_cli.checkpoint import DamagedCheckpoint, inspect_weights, read_header
+from videomae_cli.checkpoint import DamagedCheckpoint, inspect_weights
 from videomae_cli.errors import ConfigError, HubUnavailable, VideoMAEError
-from videomae_cli.interop.sources import HF_SHARD_INDEX, HF_WEIGHT_FILES
+from videomae_cli.interop.sources import HF_SHARD_INDEX, HF_WEIGHT_FILES, is_our_checkpoint
 from videomae_cli.models.teacher import register_resolver
 
 HUB_PREFIX = "hf://"
@@ -251,9 +251,9 @@ def _json(path: Path) -> dict:
 
 def _is_ours(file: Path) -> bool:
     try:
-        return "videomae.spec" in (read_header(file).get("__metadata__") or {})
+        return is_our_checkpoint(file)
     except DamagedCheckpoint:
-        return False
+        return False  # converting it says what is wrong with it
 
 
 def _converted_path(ref: HubRef, commit: str, source: Path) -> Path:

@@ -76,9 +76,15 @@ def _read_hf_dir(path: Path) -> Source:
     raise ConfigError(f"SRC: {path} has none of {', '.join(HF_WEIGHT_FILES)}")
 
 
+def is_our_checkpoint(path: Path) -> bool:
+    """Whether a safetensors file carries our spec metadata; DamagedCheckpoint, with the reason in words, when it is
+    not a sound safetensors file (our own header reader: a truncated copy of one of ours, say)."""
+    return "videomae.spec" in (read_header(path).get("__metadata__") or {})
+
+
 def _read_safetensors(path: Path) -> Source:
-    try:  # our own header reader: it gives the reason in words (a truncated copy of one of ours, say)
-        ours = "videomae.spec" in (read_header(path).get("__metadata__") or {})
+    try:
+        ours = is_our_checkpoint(path)
     except DamagedCheckpoint as e:
         raise ConfigError(f"SRC: damaged or not a safetensors file: {path} ({e})") from None
     if ours:

@@ -113,10 +113,11 @@ def synthetic_validation(data: DataSpec, seed: int) -> SyntheticSource:
 
 @dataclass(frozen=True)
 class BadClip:
-    """A video that failed to decode, and why."""
+    """A video that failed to decode, and why; `count` > 1 when one failure lost several (a damaged shard)."""
 
     path: str
     reason: str
+    count: int = 1
 
 
 @dataclass
@@ -126,6 +127,7 @@ class Sample:
     masks: list[SampleMask]  # one per clip; empty without a mask generator
     failures: list[BadClip]  # videos tried (and replaced) before this clip loaded
     valid: bool = True  # False when no replacement decoded either: the batch must not be trained on
+    cursor: tuple[int, int, int] | None = None  # from shards: (stream, epoch, position after this sample)
 
 
 class SampledClips(Dataset):

@@ -11,8 +11,8 @@ import torch
 from videogen import decode_index, write_video
 
 from videomae_cli.data.loader import Sample
-from videomae_cli.data.shards.index import ShardIndex
-from videomae_cli.data.shards.stream import Cursor, RawSample, Shard, ShardStream, deal_shards, video_of
+from videomae_cli.data.shards.index import Shard, ShardIndex
+from videomae_cli.data.shards.stream import Cursor, RawSample, ShardStream, deal_shards, video_of
 from videomae_cli.data.shards.writer import ShardSample, plan_shards, write_shards
 from videomae_cli.data.video import open_video
 from videomae_cli.errors import DataError

@@ -118,7 +118,11 @@ class MaskSpec(Strict):
 class DataSpec(Strict):
     """What the model sees (clip length, size, frame sampling) and where clips come from."""
 
-    source: str = "synthetic"  # "synthetic", a manifest file, or a `videomae prepare-data` output directory
+    # "synthetic", a manifest file, a `videomae prepare-data` output directory, or WebDataset shards: a shards folder
+    # (OUT/shards), a brace pattern (`train-{000000..000127}.tar`), `::`-joined lists, `pipe:` or http(s) URLs
+    source: str = "synthetic"
+    shard_index: str | None = None  # the shards' index.json (path or URL), when not beside local shards
+    shuffle_buffer: PositiveInt = 64  # samples each loader worker mixes when reading shards (held as bytes)
     root: Path | None = None  # base of relative paths in the manifest (default: the manifest's folder)
     decoder: Literal["auto", "decord", "pyav"] = "auto"
     # Crop and resize inside the PyAV decoder's scaler (pretraining multi-scale crop, pyav backend only; ~1-2 levels of

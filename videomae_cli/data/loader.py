@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -165,12 +165,16 @@ class SampledClips(Dataset):
 
     def masks_of(self, epoch: int, index: int, clips: Sequence[torch.Tensor | None]) -> list[SampleMask]:
         """One mask per clip, keyed by the sample (a motion mask also reads its clip); none without a generator."""
-        if self.masks is None:
-            return []
-        return [
-            self.masks(epoch, index, repeat, None if clip is None else clip.numpy())
-            for repeat, clip in enumerate(clips)
-        ]
+        return sample_masks(self.masks, epoch, index, clips)
+
+
+def sample_masks(
+    masks: MaskGenerator | None, epoch: int, index: int, clips: Sequence[torch.Tensor | None]
+) -> list[SampleMask]:
+    """One mask per clip of sample `index` in `epoch` (a motion mask also reads its clip); none without a generator."""
+    if masks is None:
+        return []
+    return [masks(epoch, index, repeat, None if clip is None else clip.numpy()) for repeat, clip in enumerate(clips)]
 
 
 @dataclass
@@ -180,9 +184,10 @@ class ClipBatch:
     tokens: MaskedTokens | None  # pretraining only
     failures: list[BadClip]
     valid: bool
+    cursors: dict[int, tuple[int, int]] = field(default_factory=dict)  # from shards: stream → (epoch, next position)
 
     def pin_memory(self) -> ClipBatch:
-        return ClipBatch(self.clips.pin_memory(), self.labels, self.tokens, self.failures, self.valid)
+        return replace(self, clips=self.clips.pin_memory())
 
 
 def collate_samples(samples: Sequence[Sample]) -> ClipBatch:
@@ -192,14 +197,17 @@ def collate_samples(samples: Sequence[Sample]) -> ClipBatch:
     failures = [bad for s in samples for bad in s.failures]
     masks = [mask for s in samples for mask in s.masks]
     tokens = collate_masks(masks) if masks else None
+    cursors = {s.cursor[0]: (s.cursor[1], s.cursor[2]) for s in samples if s.cursor is not None}  # the last wins
     if not valid:
-        return ClipBatch(torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), tokens, failures, False)
+        empty = torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64)
+        return ClipBatch(*empty, tokens, failures, False, cursors)
     return ClipBatch(
         torch.stack([clip for s in samples for clip in s.clips]),
         torch.tensor([s.label for s in samples for _ in s.clips], dtype=torch.int64),
         tokens,
         failures,
         True,
+        cursors,
     )
 
 

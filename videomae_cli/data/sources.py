@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from videomae_cli.config.schema import AugmentSpec, DataSpec, EvaluateSpec
-from videomae_cli.data.loader import BadClip, ClipSource, SyntheticSource, synthetic_validation
+from videomae_cli.data.loader import BadClip, ClipSource, SampledClips, SyntheticSource, synthetic_validation
 from videomae_cli.data.manifest import (
     VAL_MANIFEST,
     ManifestEntry,
@@ -27,10 +27,15 @@ from videomae_cli.data.manifest import (
     validation_manifest,
 )
 from videomae_cli.data.prepare.readers import walk_videos
+from videomae_cli.data.shards.locate import is_shard_source
 from videomae_cli.data.synthetic import MOTION_CLASSES, SyntheticVideos
 from videomae_cli.data.transforms import FinetuneTrainTransform
 from videomae_cli.data.views import ViewSource
 from videomae_cli.errors import ConfigError, DataError
+from videomae_cli.masking import MaskGenerator
+
+if TYPE_CHECKING:
+    from videomae_cli.data.shards.stream import ShardStream
 
 MANIFEST_SUFFIXES = (".csv", ".txt", ".lst")
 
@@ -58,6 +63,17 @@ def collect_inputs(paths: list[Path]) -> Inputs:
     if not found.entries and not found.missing:
         raise ConfigError("inputs: no videos found in " + ", ".join(map(str, paths)))
     return found
+
+
+def pretrain_dataset(data: DataSpec, seed: int, masks: MaskGenerator) -> tuple[SampledClips | ShardStream, str]:
+    """The pretraining samples of data.source, keyed or streamed, and the decoder backend that reads them."""
+    if data.source != "synthetic" and is_shard_source(data.source):
+        from videomae_cli.data.shards.training import training_stream  # webdataset loads only for shards
+
+        stream = training_stream(data, seed, masks)
+        return stream, stream.decode.clips.backend
+    clips = pretrain_clips(data, seed)
+    return SampledClips(clips, masks, seed, data.num_sample), getattr(clips, "backend", "synthetic")
 
 
 def pretrain_clips(data: DataSpec, seed: int) -> ClipSource:

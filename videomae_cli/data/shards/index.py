@@ -35,6 +35,15 @@ class ShardInfo:
     plan: str
 
 
+@dataclass(frozen=True)
+class Shard:
+    """One shard to read: where (a path or a URL webdataset opens), its samples, and the id of its first sample."""
+
+    url: str
+    samples: int
+    first: int
+
+
 @dataclass
 class ShardIndex:
     """What `index.json` says: the shards of each split in order, the classes, and whether all are written."""

@@ -28,18 +28,10 @@ from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.tariterators import tar_file_iterator
 
 from videomae_cli.data.loader import BadClip, Sample
+from videomae_cli.data.shards.index import Shard
 from videomae_cli.data.video import VideoBytes, VideoError
 from videomae_cli.errors import DataError
 from videomae_cli.seeding import Stream, sample_rng
-
-
-@dataclass(frozen=True)
-class Shard:
-    """One shard to read: where (a path or a URL webdataset opens), its samples, and the id of its first sample."""
-
-    url: str
-    samples: int
-    first: int
 
 
 @dataclass(frozen=True)
@@ -144,11 +136,17 @@ class ShardStream(IterableDataset):
     # Where each stream (rank * workers + worker) resumes; streams not listed start at `start_epoch`.
     cursors: dict[int, Cursor] = field(default_factory=dict)
     start_epoch: int = 0
+    # The loader hands out batches from its workers in turn, worker 0 first: a run resumed after b batches lets
+    # worker w play stream (w + b) mod workers, so that batch b + k comes from the stream it came from before.
+    worker_offset: int = 0
+
+    def __len__(self) -> int:
+        return sum(shard.samples for shard in self.shards)
 
     def __iter__(self) -> Iterator[Sample]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        stream = self.rank * workers + worker
+        stream = self.rank * workers + (worker + self.worker_offset) % workers
         streams = self.world * workers
         if streams > len(self.shards):
             raise DataError(

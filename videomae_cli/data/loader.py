@@ -238,6 +238,21 @@ def batches_from(loader: DataLoader) -> Iterator[Iterator]:
             shut_down()
 
 
+def batching(batch_size: int, num_workers: int, pin_memory: bool, prefetch: int) -> dict:
+    """The DataLoader options every training loader shares: whole batches of `collate_samples`, workers that ignore
+    the stop signals and live as long as the run, each keeping `prefetch` batches ready."""
+    return {
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "collate_fn": collate_samples,
+        "worker_init_fn": ignore_stop_signals,
+        "pin_memory": pin_memory,
+        "persistent_workers": num_workers > 0,
+        "prefetch_factor": prefetch if num_workers > 0 else None,
+        "drop_last": True,
+    }
+
+
 def train_loader(
     dataset: SampledClips,
     batch_size: int,
@@ -254,15 +269,8 @@ def train_loader(
     batches ready."""
     return DataLoader(
         dataset,
-        batch_size=batch_size,
         sampler=EpochSampler(len(dataset), seed, start_sample, rank, world, batch_size),
-        num_workers=num_workers,
-        collate_fn=collate_samples,
-        worker_init_fn=ignore_stop_signals,
-        pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
-        prefetch_factor=prefetch if num_workers > 0 else None,
-        drop_last=True,
+        **batching(batch_size, num_workers, pin_memory, prefetch),
         # Its own generator: the loader's base seed must not come from (and shift) the global RNG that DropPath
         # draws from, or a resumed run would drop different paths than an uninterrupted one.
         generator=torch.Generator().manual_seed(seed),

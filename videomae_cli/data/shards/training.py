@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from videomae_cli.config.schema import DataSpec
 from videomae_cli.data.clips import VideoClips
-from videomae_cli.data.loader import ClipTransform, Sample, collate_samples, ignore_stop_signals, sample_masks
+from videomae_cli.data.loader import ClipTransform, Sample, batching, sample_masks
 from videomae_cli.data.manifest import ManifestEntry
 from videomae_cli.data.shards.locate import locate_shards
 from videomae_cli.data.shards.stream import Cursor, RawSample, ShardStream, video_of
@@ -68,14 +68,4 @@ def shard_loader(
     stream.rank, stream.world, stream.start_epoch = rank, world, start_epoch
     stream.cursors = {number: Cursor(*where) for number, where in (cursors or {}).items()}
     stream.worker_offset = batches_done % max(num_workers, 1)
-    return DataLoader(
-        stream,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        collate_fn=collate_samples,
-        worker_init_fn=ignore_stop_signals,
-        pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
-        prefetch_factor=prefetch if num_workers > 0 else None,
-        drop_last=True,
-    )
+    return DataLoader(stream, **batching(batch_size, num_workers, pin_memory, prefetch))

@@ -140,3 +140,18 @@ def test_a_video_that_does_not_decode_is_reported_and_skipped(shards, tmp_path: 
 def test_more_streams_than_shards_is_refused_naming_the_source(shards) -> None:
     with pytest.raises(DataError, match=r"data\.source: 2 shards for 3 ranks"):
         iter(ShardStream(shards[:2], ids_only, seed=0, rank=0, world=3))
+
+
+def test_evaluation_views_give_every_sample_once_in_order_with_its_name(shards) -> None:
+    from videomae_cli.config.schema import DataSpec
+    from videomae_cli.data.clips import VideoClips
+    from videomae_cli.data.shards.views import ShardViews
+    from videomae_cli.data.views import ViewPlan
+
+    data = DataSpec(num_frames=2, sampling_rate=1, input_size=32)
+    views = ShardViews(shards[:3], ViewPlan.for_data(data, clips=2), VideoClips([], data, 0))
+    samples = list(views)
+    assert [s.index for s in samples] == list(range(12)) and len(views) == 12
+    assert all(s.views.shape == (2, 2, 32, 32, 3) for s in samples)  # 2 temporal clips of 2 frames
+    assert [decode_index(s.views[0, 0].numpy()) for s in samples] == list(range(12))  # video n starts at frame n
+    assert samples[5].name == f"{shards[1].url}:train-00000005.mp4" and samples[5].label == 5 % 3

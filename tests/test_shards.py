@@ -95,3 +95,17 @@ def test_a_bad_shard_size_names_the_flag(corpus, tmp_path: Path) -> None:
     done = run_cli("prepare-data", str(corpus[0]), "--out", str(tmp_path), "--shards", "--shard-size", "lots")
     assert done.returncode == 2
     assert "--shard-size" in done.stderr and "not a size" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_fine_tune_streams_the_training_shards_and_validates_on_the_val_split(corpus, tmp_path: Path) -> None:
+    prepare(corpus[0], tmp_path / "data")
+    done = run_cli(
+        "finetune", "--init", "none", "--model", "test", "--set", "model.patch_size=8", "--data",
+        str(tmp_path / "data" / "shards"), "--set", "data.num_frames=4", "--set", "data.input_size=32",
+        "--batch-size", "2", "--steps", "3", "--set", "data.num_workers=0", "--progress", "off",
+        "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    validation = [row for row in rows if "val_top1" in row][-1]
+    assert validation["val_videos"] == len(manifest_rows(tmp_path / "data", "val"))

@@ -30,12 +30,13 @@ from videomae_cli.data.prepare.readers import walk_videos
 from videomae_cli.data.shards.locate import is_shard_source
 from videomae_cli.data.synthetic import MOTION_CLASSES, SyntheticVideos
 from videomae_cli.data.transforms import FinetuneTrainTransform
-from videomae_cli.data.views import ViewSource
+from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource
 from videomae_cli.errors import ConfigError, DataError
 from videomae_cli.masking import MaskGenerator
 
 if TYPE_CHECKING:
     from videomae_cli.data.shards.stream import ShardStream
+    from videomae_cli.data.shards.views import ShardViews, ShardViewSource
 
 MANIFEST_SUFFIXES = (".csv", ".txt", ".lst")
 
@@ -90,10 +91,22 @@ def pretrain_clips(data: DataSpec, seed: int) -> ClipSource:
 class LabelledData:
     """The training clips, the validation videos (if any) and the class names of a fine-tuning dataset."""
 
-    train: ClipSource
-    val: ViewSource | None
+    train: ClipSource | ShardStream  # keyed clips, or a stream from shards
+    val: ViewSource | ShardViewSource | None
     classes: list[str]
     backend: str
+
+    def train_dataset(self, seed: int, num_sample: int) -> SampledClips | ShardStream:
+        """The training samples: keyed by (epoch, index) over a clip source, or the stream itself."""
+        if hasattr(self.train, "load"):  # a ClipSource: random access by index
+            return SampledClips(self.train, None, seed, num_sample)
+        return self.train
+
+    def val_views(self, plan: ViewPlan) -> VideoViews | ShardViews | None:
+        """The validation videos cut into `plan`'s views (None without a validation set)."""
+        if self.val is None:
+            return None
+        return self.val.views(plan) if hasattr(self.val, "views") else VideoViews(self.val, plan)
 
 
 def labelled_data(data: DataSpec, augment: AugmentSpec, seed: int) -> LabelledData:
@@ -102,6 +115,8 @@ def labelled_data(data: DataSpec, augment: AugmentSpec, seed: int) -> LabelledDa
         videos = SyntheticVideos.from_spec(data, seed)
         train = SyntheticSource(videos, train_transform(data, augment, flip_default=False), seed)
         return LabelledData(train, synthetic_validation(data, seed), list(MOTION_CLASSES), "synthetic")
+    if is_shard_source(data.source):
+        return labelled_shards(data, train_transform(data, augment, flip_default=True), seed)
     from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
 
     manifest = resolve_manifest(Path(data.source))
@@ -113,6 +128,25 @@ def labelled_data(data: DataSpec, augment: AugmentSpec, seed: int) -> LabelledDa
     val_manifest = validation_manifest(Path(data.source), data.val_source)
     val = VideoClips(read_manifest(val_manifest, data.root), data, seed) if val_manifest else None
     return LabelledData(train, val, classes, train.backend)
+
+
+def labelled_shards(data: DataSpec, transform: FinetuneTrainTransform, seed: int) -> LabelledData:
+    """Fine-tuning from shards: the training split streamed, the classes from the index, the validation split
+    (`data.val_source` shards, else the index's val split where the source is a shards folder) read in order."""
+    from videomae_cli.data.clips import VideoClips
+    from videomae_cli.data.shards.locate import locate_shards
+    from videomae_cli.data.shards.training import training_stream
+    from videomae_cli.data.shards.views import ShardViewSource
+
+    train = training_stream(data, seed, None, transform, purpose="finetune")
+    _, index = locate_shards(data.source, "train", data.shard_index)
+    if len(index.classes) < 2:
+        raise DataError(f"data.source: the shards have {len(index.classes)} class; fine-tuning needs 2 or more")
+    val = None
+    if data.val_source or (Path(data.source).is_dir() and index.samples("val")):
+        shards, _ = locate_shards(data.val_source or data.source, "val", data.shard_index)
+        val = ShardViewSource(shards, VideoClips([], data, seed))
+    return LabelledData(train, val, index.classes, train.decode.clips.backend)
 
 
 def train_transform(data: DataSpec, augment: AugmentSpec, flip_default: bool) -> FinetuneTrainTransform:

@@ -56,3 +56,17 @@ class ShardViews(IterableDataset):
             reason = str(e).removeprefix(f"{raw.name}: ")
             return ViewSample(raw.id, None, entry.label, BadClip(raw.name, reason), name=raw.name)
         return ViewSample(raw.id, torch.stack(views), entry.label, name=raw.name)
+
+
+@dataclass
+class ShardViewSource:
+    """A split's shards with the decoder settings to read them: what `ShardViews` cuts for a given plan."""
+
+    shards: list[Shard]
+    clips: VideoClips
+
+    def __len__(self) -> int:
+        return sum(shard.samples for shard in self.shards)
+
+    def views(self, plan: ViewPlan) -> ShardViews:
+        return ShardViews(self.shards, plan, self.clips)

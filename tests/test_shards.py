@@ -97,7 +97,7 @@ def test_a_bad_shard_size_names_the_flag(corpus, tmp_path: Path) -> None:
     assert "--shard-size" in done.stderr and "not a size" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_a_fine_tune_streams_the_training_shards_and_validates_on_the_val_split(corpus, tmp_path: Path) -> None:
+def test_a_fine_tune_from_shards_validates_and_evaluates_on_the_val_split(corpus, tmp_path: Path) -> None:
     prepare(corpus[0], tmp_path / "data")
     done = run_cli(
         "finetune", "--init", "none", "--model", "test", "--set", "model.patch_size=8", "--data",
@@ -107,5 +107,11 @@ def test_a_fine_tune_streams_the_training_shards_and_validates_on_the_val_split(
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    validation = [row for row in rows if "val_top1" in row][-1]
-    assert validation["val_videos"] == len(manifest_rows(tmp_path / "data", "val"))
+    val = manifest_rows(tmp_path / "data", "val")
+    assert [row for row in rows if "val_top1" in row][-1]["val_videos"] == len(val)
+    done = run_cli("evaluate", str(tmp_path / "run"), "--num-workers", "2", "--progress", "off")
+    assert done.returncode == 0, done.stdout + done.stderr
+    predicted = (tmp_path / "run" / "eval" / "report-predictions.csv").read_text().splitlines()[1:]
+    names = [line.split(",")[0] for line in predicted]
+    assert len(names) == len(val) and all(":val-" in name and ".tar:" in name for name in names)
+    assert names == sorted(names)  # in the index's order

@@ -104,9 +104,12 @@ class LabelledData:
 
     def val_views(self, plan: ViewPlan) -> VideoViews | ShardViews | None:
         """The validation videos cut into `plan`'s views (None without a validation set)."""
-        if self.val is None:
-            return None
-        return self.val.views(plan) if hasattr(self.val, "views") else VideoViews(self.val, plan)
+        return None if self.val is None else cut_views(self.val, plan)
+
+
+def cut_views(source: ViewSource | ShardViewSource, plan: ViewPlan) -> VideoViews | ShardViews:
+    """Every video of `source` as `plan`'s views: by index, or read in order from shards."""
+    return source.views(plan) if hasattr(source, "views") else VideoViews(source, plan)
 
 
 def labelled_data(data: DataSpec, augment: AugmentSpec, seed: int) -> LabelledData:
@@ -133,19 +136,15 @@ def labelled_data(data: DataSpec, augment: AugmentSpec, seed: int) -> LabelledDa
 def labelled_shards(data: DataSpec, transform: FinetuneTrainTransform, seed: int) -> LabelledData:
     """Fine-tuning from shards: the training split streamed, the classes from the index, the validation split
     (`data.val_source` shards, else the index's val split where the source is a shards folder) read in order."""
-    from videomae_cli.data.clips import VideoClips
     from videomae_cli.data.shards.locate import locate_shards
     from videomae_cli.data.shards.training import training_stream
-    from videomae_cli.data.shards.views import ShardViewSource
 
     train = training_stream(data, seed, None, transform, purpose="finetune")
     _, index = locate_shards(data.source, "train", data.shard_index)
     if len(index.classes) < 2:
         raise DataError(f"data.source: the shards have {len(index.classes)} class; fine-tuning needs 2 or more")
-    val = None
-    if data.val_source or (Path(data.source).is_dir() and index.samples("val")):
-        shards, _ = locate_shards(data.val_source or data.source, "val", data.shard_index)
-        val = ShardViewSource(shards, VideoClips([], data, seed))
+    has_val = data.val_source or (Path(data.source).is_dir() and index.samples("val"))
+    val = shard_source(data.val_source or data.source, "val", data, seed) if has_val else None
     return LabelledData(train, val, index.classes, train.decode.clips.backend)
 
 
@@ -165,6 +164,10 @@ def query_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[ViewSou
     choice = spec.data
     if choice == "synthetic" or (choice is None and data.source == "synthetic"):
         return synthetic_validation(data, seed), "synthetic validation videos"
+    if choice is not None and is_shard_source(choice):
+        return shard_source(choice, "val", data, seed), choice
+    if choice is None and is_shard_source(data.source):
+        return shard_source(data.val_source or data.source, "val", data, seed), data.val_source or data.source
     if choice is None:
         manifest = validation_manifest(Path(data.source), data.val_source)
         if manifest is None:
@@ -179,6 +182,16 @@ def query_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[ViewSou
     return manifest_source(manifest, data, seed, None), str(manifest)
 
 
+def shard_source(source: str, split: str, data: DataSpec, seed: int) -> ShardViewSource:
+    """The shards `source` names (a shards folder: its `split`), to be read in order."""
+    from videomae_cli.data.clips import VideoClips
+    from videomae_cli.data.shards.locate import locate_shards
+    from videomae_cli.data.shards.views import ShardViewSource
+
+    shards, _ = locate_shards(source, split, data.shard_index)
+    return ShardViewSource(shards, VideoClips([], data, seed))
+
+
 def manifest_source(manifest: Path, data: DataSpec, seed: int, root: Path | None) -> ViewSource:
     from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
 
@@ -190,6 +203,11 @@ def bank_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[Any, str
     if data.source == "synthetic" and spec.data in (None, "synthetic"):
         videos = SyntheticVideos.from_spec(data, seed)
         return SyntheticSource(videos), "synthetic training videos"
+    shards = spec.data if spec.data is not None and is_shard_source(spec.data) else None
+    if shards is None and spec.data is None and is_shard_source(data.source):
+        shards = data.source
+    if shards is not None:
+        return (shard_source(shards, "train", data, seed), shards) if Path(shards).is_dir() else (None, "")
     if spec.data is not None and Path(spec.data).is_dir():
         manifest = resolve_manifest(Path(spec.data))
         return manifest_source(manifest, data, seed, None), str(manifest)

@@ -18,7 +18,7 @@ from torch import nn
 from videomae_cli.checkpoint import atomic_write
 from videomae_cli.config.schema import PredictSpec, default_views, parse_views
 from videomae_cli.data.loader import BadClip, ClipNormalizer, batches_from
-from videomae_cli.data.views import VideoViews, ViewPlan, view_loader
+from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource, view_loader
 from videomae_cli.errors import ConfigError
 from videomae_cli.infer.metrics import average_view_probabilities
 from videomae_cli.progress import Reporter
@@ -35,6 +35,12 @@ class ViewPredictions:
     labels: np.ndarray  # int64 [N]
     indices: list[int]  # dataset index of each row
     failures: list[BadClip] = field(default_factory=list)
+    names: list[str | None] = field(default_factory=list)  # each row's video, where the source names it (shards)
+
+    def video(self, row: int, source: ViewSource) -> str:
+        """What row `row`'s video is called: its own name, else the source's description of its index."""
+        name = self.names[row] if self.names else None
+        return name if name is not None else source.describe(self.indices[row])
 
 
 def run_in_chunks(forward: Callable[[torch.Tensor], torch.Tensor], views: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -68,7 +74,7 @@ def predict_views(
         with autocast_for(device, precision):
             return model(normalize(clips)).float()
 
-    probs, labels, indices, failures = [], [], [], []
+    probs, labels, indices, names, failures = [], [], [], [], []
     with torch.no_grad(), batches_from(view_loader(views, batch_size, num_workers)) as batches:
         for batch in batches:
             good = [s for s in batch if s.views is not None]
@@ -78,11 +84,19 @@ def predict_views(
                 probs.append(average_view_probabilities(logits, num_views).cpu().numpy())
                 labels += [s.label for s in good]
                 indices += [s.index for s in good]
+                names += [s.name for s in good]
             if on_batch is not None:
                 on_batch(len(batch))
     width = probs[0].shape[1] if probs else 0
     stacked = np.concatenate(probs) if probs else np.zeros((0, width))
-    return ViewPredictions(stacked, np.asarray(labels, dtype=np.int64), indices, failures)
+    order = np.argsort(np.asarray(indices, dtype=np.int64), kind="stable")  # shards' workers interleave their shards
+    return ViewPredictions(
+        stacked[order],
+        np.asarray(labels, dtype=np.int64)[order],
+        [indices[i] for i in order],
+        failures,
+        [names[i] for i in order],
+    )
 
 
 @dataclass

@@ -3,6 +3,7 @@ one arm's measurements. See data_efficiency.py."""
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -203,3 +204,14 @@ class ArmResult:
     def pools(self) -> list[int]:
         """The pretraining seeds of this arm's encoders."""
         return sorted({p for runs in self.top1.values() for p, _ in runs if p is not None})
+
+    def mean_top1(self, per_class: int, pool: int | None = None) -> float:
+        """Mean top-1 in percent of the runs `accuracies` selects."""
+        return 100 * statistics.fmean(self.accuracies(per_class, pool))
+
+    def pool_spread(self, per_class: int) -> float | None:
+        """How far apart the means of the arm's pretraining pools are, in points (None with one pool)."""
+        if len(self.pools) < 2:
+            return None
+        means = [self.mean_top1(per_class, pool) for pool in self.pools]
+        return max(means) - min(means)

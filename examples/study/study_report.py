@@ -75,9 +75,8 @@ def pool_table(results: Sequence[ArmResult], plan: Plan) -> list[str]:
     ]
     for per_class in plan.labels_per_class:
         for r in seeded:
-            means = [100 * statistics.fmean(r.accuracies(per_class, pool)) for pool in pools]
             cells = " | ".join(percent(r.accuracies(per_class, pool)) for pool in pools)
-            lines.append(f"| {r.arm.name} | {per_class} | {cells} | {max(means) - min(means):.1f} |")
+            lines.append(f"| {r.arm.name} | {per_class} | {cells} | {r.pool_spread(per_class):.1f} |")
     return lines
 
 
@@ -90,14 +89,14 @@ def findings(results: Sequence[ArmResult], plan: Plan) -> list[str]:
     """The headline comparison, the orderings and the compared arms against the headline, stated from the numbers."""
     smallest = min(plan.labels_per_class)
     by_name = {r.arm.name: r for r in results}
-    mean_top1 = {r.arm.name: 100 * statistics.fmean(r.accuracies(smallest)) for r in results}
+    mean_top1 = {r.arm.name: r.mean_top1(smallest) for r in results}
     gain = mean_top1[HEADLINE] - mean_top1["scratch"]
     verdict = "meets" if gain >= 10 else "misses"
     headline = by_name[HEADLINE]
     per_pool = ""
     if len(headline.pools) > 1:
         scratch = mean_top1["scratch"]
-        gains = [100 * statistics.fmean(headline.accuracies(smallest, pool)) - scratch for pool in headline.pools]
+        gains = [headline.mean_top1(smallest, pool) - scratch for pool in headline.pools]
         per_pool = " (by pretraining seed: " + ", ".join(
             f"{pool}: {g:+.1f}" for pool, g in zip(headline.pools, gains, strict=True)) + ")"  # fmt: skip
     lines = [
@@ -111,26 +110,18 @@ def findings(results: Sequence[ArmResult], plan: Plan) -> list[str]:
     ratios = " / ".join(sorted({str(arm.mask_ratio) for arm in high}, reverse=True))
     lines.append(f"- Tube mask ratio, best first: {ranking(tube_ratios, mean_top1)}.")
     lines.append(f"- Masking at {ratios}, best first: {ranking([arm.name for arm in high], mean_top1)}.")
-    spread = pool_spread(headline, smallest)
+    spread = headline.pool_spread(smallest)
     for r in results:
         if r.arm.seeded and r.arm.name != HEADLINE:
             lines.append(against_headline(r, headline, plan, spread))
     return lines
 
 
-def pool_spread(result: ArmResult, per_class: int) -> float | None:
-    """How far apart the means of an arm's pretraining pools are, in points (None with one pool)."""
-    if len(result.pools) < 2:
-        return None
-    means = [100 * statistics.fmean(result.accuracies(per_class, pool)) for pool in result.pools]
-    return max(means) - min(means)
-
-
 def against_headline(result: ArmResult, headline: ArmResult, plan: Plan, spread: float | None) -> str:
     """One compared arm against tube 0.9 with the pixel target, at every label budget, with its pretraining cost."""
     deltas = []
     for per_class in plan.labels_per_class:
-        mine, theirs = (100 * statistics.fmean(r.accuracies(per_class)) for r in (result, headline))
+        mine, theirs = result.mean_top1(per_class), headline.mean_top1(per_class)
         deltas.append((per_class, mine, theirs, mine - theirs))
     budgets = "; ".join(f"{k} labels per class {m:.1f}% against {t:.1f}% ({d:+.1f})" for k, m, t, d in deltas)
     verdict = "does not help" if all(d <= 0 for *_, d in deltas) else "helps" if all(d > 0 for *_, d in deltas) else (

@@ -119,6 +119,11 @@ class BadClip:
     reason: str
     count: int = 1
 
+    @property
+    def message(self) -> str:
+        """One line naming the video: the reason, led by the path where the reason does not start with it."""
+        return self.reason if self.reason.startswith(self.path) else f"{self.path}: {self.reason}"
+
 
 @dataclass
 class Sample:

@@ -27,7 +27,7 @@ from videomae_cli.data.manifest import (
     validation_manifest,
 )
 from videomae_cli.data.prepare.readers import walk_videos
-from videomae_cli.data.shards.locate import is_shard_source
+from videomae_cli.data.shards.locate import is_shard_source, locate_shards, shards_in_order
 from videomae_cli.data.synthetic import MOTION_CLASSES, SyntheticVideos
 from videomae_cli.data.transforms import FinetuneTrainTransform
 from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource
@@ -35,6 +35,7 @@ from videomae_cli.errors import ConfigError, DataError
 from videomae_cli.masking import MaskGenerator
 
 if TYPE_CHECKING:
+    from videomae_cli.data.shards.index import Shard
     from videomae_cli.data.shards.stream import ShardStream
     from videomae_cli.data.shards.views import ShardViews, ShardViewSource
 
@@ -43,16 +44,24 @@ MANIFEST_SUFFIXES = (".csv", ".txt", ".lst")
 
 @dataclass
 class Inputs:
-    """The videos to run on, in the order given (folders sorted), and the inputs that could not be used."""
+    """The videos to run on, in the order given (folders sorted), and the inputs that could not be used; or the
+    shards to read in order (never both)."""
 
     entries: list[ManifestEntry] = field(default_factory=list)
     missing: list[BadClip] = field(default_factory=list)
+    shards: list[Shard] = field(default_factory=list)
 
 
-def collect_inputs(paths: list[Path]) -> Inputs:
-    """Expand files, folders (recursively, by video extension) and manifests (`PATH LABEL` or `PATH START TOTAL`)."""
+def collect_inputs(sources: list[str]) -> Inputs:
+    """Expand files, folders (recursively, by video extension) and manifests (`PATH LABEL` or `PATH START TOTAL`),
+    or shards: a shards folder (all its splits), tar files, brace patterns or URLs, each sample once."""
+    shard_inputs = [source for source in sources if is_shard_source(source)]
+    if shard_inputs:
+        if len(shard_inputs) < len(sources):
+            raise ConfigError("inputs: shards cannot be mixed with video files, folders or manifests; run them apart")
+        return Inputs(shards=shards_in_order(shard_inputs, "inputs"))
     found = Inputs()
-    for path in paths:
+    for path in map(Path, sources):
         if not path.exists():
             found.missing.append(BadClip(str(path), f"{path}: no such file or directory"))
         elif path.is_dir():
@@ -62,7 +71,7 @@ def collect_inputs(paths: list[Path]) -> Inputs:
         else:
             found.entries.append(ManifestEntry(path))  # a file that does not decode is reported when it is read
     if not found.entries and not found.missing:
-        raise ConfigError("inputs: no videos found in " + ", ".join(map(str, paths)))
+        raise ConfigError("inputs: no videos found in " + ", ".join(sources))
     return found
 
 
@@ -136,7 +145,6 @@ def labelled_data(data: DataSpec, augment: AugmentSpec, seed: int) -> LabelledDa
 def labelled_shards(data: DataSpec, transform: FinetuneTrainTransform, seed: int) -> LabelledData:
     """Fine-tuning from shards: the training split streamed, the classes from the index, the validation split
     (`data.val_source` shards, else the index's val split where the source is a shards folder) read in order."""
-    from videomae_cli.data.shards.locate import locate_shards
     from videomae_cli.data.shards.training import training_stream
 
     train = training_stream(data, seed, None, transform, purpose="finetune")
@@ -182,10 +190,20 @@ def query_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[ViewSou
     return manifest_source(manifest, data, seed, None), str(manifest)
 
 
+def input_source(inputs: Inputs, data: DataSpec, seed: int) -> ViewSource | ShardViewSource:
+    """The inputs of `predict` as views' source: the listed videos, or the shards read in order."""
+    from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
+
+    if inputs.shards:
+        from videomae_cli.data.shards.views import ShardViewSource
+
+        return ShardViewSource(inputs.shards, VideoClips([], data, seed))
+    return VideoClips(inputs.entries, data, seed)
+
+
 def shard_source(source: str, split: str, data: DataSpec, seed: int) -> ShardViewSource:
     """The shards `source` names (a shards folder: its `split`), to be read in order."""
     from videomae_cli.data.clips import VideoClips
-    from videomae_cli.data.shards.locate import locate_shards
     from videomae_cli.data.shards.views import ShardViewSource
 
     shards, _ = locate_shards(source, split, data.shard_index)

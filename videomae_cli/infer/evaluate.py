@@ -128,7 +128,7 @@ def write_classifier_files(
 
 def report_skipped(failures: list[BadClip], reporter: Reporter) -> None:
     for bad in failures:
-        reporter.notice(f"warning: skipped a video that failed to decode: {bad.reason}")
+        reporter.notice(f"warning: skipped a video that failed to decode: {bad.message}")
 
 
 def skipped(failures: list[BadClip]) -> list[dict[str, str]]:

@@ -116,20 +116,16 @@ def top_classes(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[int
     return [(int(i), classes[int(i)], float(probs[i])) for i in order]
 
 
-def predictions(result: ViewPredictions, views: VideoViews, classes: list[str], k: int) -> list[Prediction]:
+def predictions(result: ViewPredictions, source: ViewSource, classes: list[str], k: int) -> list[Prediction]:
     """Per-video top-k predictions, in input order."""
-    return [
-        Prediction(views.source.describe(index), top_classes(row, classes, k))
-        for index, row in zip(result.indices, result.probs, strict=True)
-    ]
+    return [Prediction(result.video(row, source), top_classes(p, classes, k)) for row, p in enumerate(result.probs)]
 
 
 def predict(spec: PredictSpec, reporter: Reporter) -> tuple[list[Prediction], list[BadClip]]:
     """Top-k classes of every input video under a classifier checkpoint (multi-view, as `evaluate`), and the inputs
     that could not be read. Writes spec.json_path (JSON lines: predictions, then errors) when given."""
     from videomae_cli.checkpoint import load_checkpoint
-    from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
-    from videomae_cli.data.sources import collect_inputs
+    from videomae_cli.data.sources import collect_inputs, cut_views, input_source
 
     loaded = load_checkpoint(spec.checkpoint)
     if loaded.kind != "classifier":
@@ -141,9 +137,8 @@ def predict(spec: PredictSpec, reporter: Reporter) -> tuple[list[Prediction], li
     device = pick_device(spec.device, field="device")
     model, trained = loaded.model, loaded.spec
     clips, crops = parse_views(spec.views or default_views(trained.data))
-    views = VideoViews(
-        VideoClips(inputs.entries, trained.data, trained.run.seed), ViewPlan.for_data(trained.data, clips, crops)
-    )
+    source = input_source(inputs, trained.data, trained.run.seed)
+    views = cut_views(source, ViewPlan.for_data(trained.data, clips, crops))
     reporter.start(
         "predict",
         len(views),
@@ -161,7 +156,7 @@ def predict(spec: PredictSpec, reporter: Reporter) -> tuple[list[Prediction], li
         spec.chunk_views,
         on_batch=reporter.advance,
     )
-    found = predictions(result, views, loaded.classes, min(spec.top_k, len(loaded.classes)))
+    found = predictions(result, source, loaded.classes, min(spec.top_k, len(loaded.classes)))
     failures = inputs.missing + result.failures
     if spec.json_path is not None:
         lines = [json.dumps(p.as_json()) for p in found] + [

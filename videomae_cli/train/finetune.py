@@ -153,7 +153,7 @@ class FinetuneTask:
         for bad in result.failures:
             if bad.path not in self.reported_bad:
                 self.reported_bad.add(bad.path)
-                reporter.notice(f"warning: skipped a validation video that failed to decode: {bad.reason}")
+                reporter.notice(f"warning: skipped a validation video that failed to decode: {bad.message}")
         if not len(result.labels):
             raise DataError("no validation video could be decoded")
         return {

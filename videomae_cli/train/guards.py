@@ -99,7 +99,7 @@ class BadClipLog:
                 with naming(self.path), open(self.path, "a") as f:
                     f.write(f"{bad.path}\t{bad.reason}" + (f"\t{bad.count}\n" if bad.count > 1 else "\n"))
             what = f"{bad.count} videos of a damaged shard" if bad.count > 1 else "a video that failed to decode"
-            self.reporter.notice(f"warning: skipped {what}: {bad.reason}")
+            self.reporter.notice(f"warning: skipped {what}: {bad.message}")
 
     def _check(self, batch_valid: bool) -> None:
         too_many = self.count > self.max_fraction * self.dataset_size

@@ -31,15 +31,41 @@ def is_shard_source(source: str) -> bool:
     return path.suffix == ".tar" or (path.is_dir() and _is_index(path / INDEX_FILE))
 
 
-def locate_shards(source: str, split: str, index_ref: str | None = None) -> tuple[list[Shard], ShardIndex]:
-    """The shards of `split` that `source` names, in order, with their index; ConfigError naming the field."""
+def locate_shards(
+    source: str, split: str, index_ref: str | None = None, field: str = "data.source"
+) -> tuple[list[Shard], ShardIndex]:
+    """The shards of `split` that `source` names, in order, with their index; ConfigError naming `field` (where
+    `source` came from) or data.shard_index."""
     folder = Path(source)
-    if not _URL.match(source) and folder.is_dir():
-        index = _load(folder / INDEX_FILE, "data.source")
-        return _shards_in(index, split, [str(folder / shard.name) for shard in index.splits.get(split, [])]), index
+    if _is_folder(source):
+        index = _load(folder / INDEX_FILE, field)
+        urls = [str(folder / shard.name) for shard in index.splits.get(split, [])]
+        return _shards_in(index, split, urls, field), index
     urls = [url for part in source.split("::") for url in braceexpand.braceexpand(part)]
-    index = _load(_index_for(urls, index_ref), "data.shard_index" if index_ref else "data.source")
-    return _shards_in(index, None, urls), index
+    index = _load(_index_for(urls, index_ref), "data.shard_index" if index_ref else field)
+    return _shards_in(index, None, urls, field), index
+
+
+def shards_in_order(sources: list[str], field: str) -> list[Shard]:
+    """Every shard that `sources` name, in the order given (a shards folder: each of its splits, in the index's
+    order), each sample's id renumbered to its position in that order: what `predict` and `embed` read."""
+    shards: list[Shard] = []
+    for source in sources:
+        if _is_folder(source):
+            index = _load(Path(source) / INDEX_FILE, field)
+            splits = [split for split, infos in index.splits.items() if infos]
+            shards += [shard for split in splits for shard in locate_shards(source, split, None, field)[0]]
+        else:
+            shards += locate_shards(source, "", None, field)[0]
+    first, renumbered = 0, []
+    for shard in shards:
+        renumbered.append(Shard(shard.url, shard.samples, first))
+        first += shard.samples
+    return renumbered
+
+
+def _is_folder(source: str) -> bool:
+    return not _URL.match(source) and Path(source).is_dir()
 
 
 def _index_for(urls: list[str], index_ref: str | None) -> str | Path:
@@ -54,7 +80,7 @@ def _index_for(urls: list[str], index_ref: str | None) -> str | Path:
     return Path(first.removeprefix("file:")).parent / INDEX_FILE
 
 
-def _shards_in(index: ShardIndex, split: str | None, urls: list[str]) -> list[Shard]:
+def _shards_in(index: ShardIndex, split: str | None, urls: list[str], field: str) -> list[Shard]:
     """Each URL's shard, with its sample count and first sample id from the index (ids count over the index's
     shards of that split, in the index's order)."""
     known: dict[str, tuple[int, int]] = {}
@@ -64,12 +90,12 @@ def _shards_in(index: ShardIndex, split: str | None, urls: list[str]) -> list[Sh
             known[shard.name] = (shard.samples, first)
             first += shard.samples
     if split is not None and not urls:
-        raise ConfigError(f"data.source: the shards index has no {split!r} split (it has {', '.join(index.splits)})")
+        raise ConfigError(f"{field}: the shards index has no {split!r} split (it has {', '.join(index.splits)})")
     found = []
     for url in urls:
         name = shard_name(url)
         if name not in known:
-            raise ConfigError(f"data.source: {url}: no shard named {name} in the index")
+            raise ConfigError(f"{field}: {url}: no shard named {name} in the index")
         samples, first = known[name]
         found.append(Shard(url, samples, first))
     return found

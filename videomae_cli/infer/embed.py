@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from videomae_cli.checkpoint import atomic_write, weights_file
 from videomae_cli.config.schema import DataSpec, EmbedSpec
 from videomae_cli.data.clips import window_length
-from videomae_cli.data.loader import BadClip, ClipNormalizer
+from videomae_cli.data.loader import BadClip, ClipNormalizer, batches_from
 from videomae_cli.data.manifest import ManifestEntry
 from videomae_cli.data.sampling import sliding_window_starts, window_indices
 from videomae_cli.data.shards.index import Shard
@@ -71,6 +71,7 @@ class ClipChooser:
 class ClipChunk:
     """Some clips of one video, in window order; `last` marks the video's final chunk. A failure replaces them."""
 
+    part: int  # the part of the job the video belongs to
     video: int
     windows: np.ndarray | None = None  # int64 [k, 2]: first frame, end frame (exclusive)
     frames: np.ndarray | None = None  # int64 [k, T]
@@ -81,58 +82,53 @@ class ClipChunk:
 
 
 class VideoClipChunks(IterableDataset):
-    """Every clip of every video, `per_chunk` clips at a time, each video read by one worker with one open."""
+    """Every clip of the listed (part, input position, entry) videos, `per_chunk` clips at a time, each video read by
+    one worker with one open."""
 
     def __init__(
-        self, videos: list[tuple[int, ManifestEntry]], choose: ClipChooser, backend: str, per_chunk: int
+        self, videos: list[tuple[int, int, ManifestEntry]], choose: ClipChooser, backend: str, per_chunk: int
     ) -> None:
         self.videos, self.choose, self.backend, self.per_chunk = videos, choose, backend, per_chunk
-
-    def count(self) -> int:
-        """How many videos it covers (not `__len__`: the DataLoader would take that for the number of chunks)."""
-        return len(self.videos)
 
     def __iter__(self) -> Iterator[ClipChunk]:
         worker = get_worker_info()
         mine = self.videos if worker is None else self.videos[worker.id :: worker.num_workers]
-        for index, entry in mine:
-            yield from self.chunks(index, entry)
+        for part, index, entry in mine:
+            yield from self.chunks(part, index, entry)
 
-    def chunks(self, index: int, entry: ManifestEntry, name: str | None = None) -> Iterator[ClipChunk]:
+    def chunks(self, part: int, index: int, entry: ManifestEntry, name: str | None = None) -> Iterator[ClipChunk]:
         try:
             with open_video(entry.path, self.backend) as reader:
                 rows = self.choose(window_length(entry, reader))
                 for first in range(0, len(rows), self.per_chunk):
-                    part = rows[first : first + self.per_chunk]
-                    frames = np.stack([f for _, _, f in part]) + entry.start  # [k, T]
+                    piece = rows[first : first + self.per_chunk]
+                    frames = np.stack([f for _, _, f in piece]) + entry.start  # [k, T]
                     wanted = np.unique(frames)
                     decoded = torch.from_numpy(reader.get_frames(wanted.tolist()))  # [F, H, W, 3]
                     clips = [self.choose.plan.spatial_views(decoded[np.searchsorted(wanted, f)])[0] for f in frames]
-                    windows = np.asarray([(s, e) for s, e, _ in part], dtype=np.int64) + entry.start
+                    windows = np.asarray([(s, e) for s, e, _ in piece], dtype=np.int64) + entry.start
                     last = first + self.per_chunk >= len(rows)
-                    yield ClipChunk(index, windows, frames, torch.stack(clips), last, name=name)
+                    yield ClipChunk(part, index, windows, frames, torch.stack(clips), last, name=name)
         except (VideoError, ValueError) as e:  # ValueError: frames smaller than the crop after a bad resize
-            yield ClipChunk(index, failure=BadClip(name or str(entry.path), str(e)), name=name)
+            yield ClipChunk(part, index, failure=BadClip(name or str(entry.path), str(e)), name=name)
 
 
 class ShardClipChunks(VideoClipChunks):
-    """Every clip of every sample of tar `shards`, each shard read front to back by one worker."""
+    """Every clip of every sample of the listed (part, tar shard) pairs, each shard read front to back by one
+    worker."""
 
-    def __init__(self, shards: list[Shard], choose: ClipChooser, backend: str, per_chunk: int) -> None:
+    def __init__(self, shards: list[tuple[int, Shard]], choose: ClipChooser, backend: str, per_chunk: int) -> None:
         super().__init__([], choose, backend, per_chunk)
         self.shards = shards
-
-    def count(self) -> int:
-        return sum(shard.samples for shard in self.shards)
 
     def __iter__(self) -> Iterator[ClipChunk]:
         worker = get_worker_info()
         mine = self.shards if worker is None else self.shards[worker.id :: worker.num_workers]
-        for shard in mine:
+        for part, shard in mine:
             failures: list[BadClip] = []
             for raw in read_shard(shard, failures):
-                yield from self.chunks(raw.id, entry_of(raw), raw.name)
-            yield from (ClipChunk(-1, failure=bad) for bad in failures)  # a damaged shard, samples without a video
+                yield from self.chunks(part, raw.id, entry_of(raw), raw.name)
+            yield from (ClipChunk(part, -1, failure=bad) for bad in failures)  # a damaged shard, a sample without video
 
 
 @dataclass
@@ -190,55 +186,84 @@ def feature_function(model: nn.Module, pool: str) -> Callable[[torch.Tensor], to
     return model.features if pool == "mean" else model.token_features
 
 
-def embed_videos(
+class PartFeatures:
+    """One part's features, gathered as its videos' chunks arrive in whatever order the loader's workers deliver
+    them; `remaining` counts the part's videos not yet finished."""
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], chunk_clips: int, videos: int) -> None:
+        self.runner, self.remaining = ChunkedForward(forward, chunk_clips), videos
+        self.owners: list[int] = []
+        self.windows: list[np.ndarray] = []
+        self.frames: list[np.ndarray] = []
+        self.failed: dict[int, BadClip] = {}
+        self.lost: list[BadClip] = []  # failures of no one video: a damaged tar shard
+        self.names: dict[int, str] = {}
+
+    def add(self, chunk: ClipChunk) -> int:
+        """Take one chunk; returns how many videos it finished."""
+        if chunk.name is not None:
+            self.names[chunk.video] = chunk.name
+        if chunk.failure is not None:
+            if chunk.video < 0:
+                self.lost.append(chunk.failure)
+            else:
+                self.failed[chunk.video] = chunk.failure
+            finished = chunk.failure.count
+        else:
+            self.runner.add(chunk.clips)
+            self.owners += [chunk.video] * len(chunk.clips)
+            self.windows.append(chunk.windows)
+            self.frames.append(chunk.frames)
+            finished = int(chunk.last)
+        self.remaining -= finished
+        return finished
+
+    def embedding(self, choose: ClipChooser, width: tuple[int, ...]) -> Embedding:
+        """The part's rows in input order; a video that failed is left out whole."""
+        features = self.runner.finish(width)
+        errors = [self.failed[v] for v in sorted(self.failed)] + self.lost
+        # Workers interleave videos: put rows back in input order (a stable sort keeps each video's windows in order).
+        keep = sorted((i for i, v in enumerate(self.owners) if v not in self.failed), key=lambda i: self.owners[i])
+        if not keep:
+            return empty_embedding(choose, width, errors, self.names)
+        order = torch.tensor(keep, dtype=torch.int64)
+        return Embedding(
+            features[order],
+            torch.tensor(self.owners, dtype=torch.int64)[order],
+            torch.from_numpy(np.concatenate(self.windows))[order],
+            torch.from_numpy(np.concatenate(self.frames))[order],
+            errors,
+            self.names,
+        )
+
+
+def embed_parts(
     model: nn.Module,
-    videos: VideoClipChunks,
+    work: VideoClipChunks,
+    sizes: dict[int, int],
     choose: ClipChooser,
     spec: EmbedSpec,
     device: torch.device,
     on_video: Callable[[int], None],
-) -> Embedding:
-    """Features of every clip of `videos`; a video that fails is left out whole."""
+    on_part: Callable[[int, Embedding], None],
+) -> None:
+    """Features of every clip of `work`, handed to `on_part` part by part (`sizes`: each part's videos) as each
+    part's last video is done: one loader for the whole job keeps every worker busy."""
     normalize, features_of = ClipNormalizer(device), feature_function(model, spec.pool)
 
     def forward(clips: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), autocast_for(device, spec.precision):
             return features_of(normalize(clips)).float()
 
-    chunks = DataLoader(videos, batch_size=None, num_workers=spec.num_workers)
-    runner = ChunkedForward(forward, spec.chunk_clips)
-    owners, windows, frames, failed, lost, names = [], [], [], {}, [], {}
-    for chunk in chunks:
-        if chunk.name is not None:
-            names[chunk.video] = chunk.name
-        if chunk.failure is not None:
-            if chunk.video < 0:
-                lost.append(chunk.failure)
-            else:
-                failed[chunk.video] = chunk.failure
-            on_video(chunk.failure.count)
-            continue
-        runner.add(chunk.clips)
-        owners += [chunk.video] * len(chunk.clips)
-        windows.append(chunk.windows)
-        frames.append(chunk.frames)
-        if chunk.last:
-            on_video(1)
-    features = runner.finish(width_of(model, spec))
-    errors = [failed[v] for v in sorted(failed)] + lost
-    # Workers interleave videos: put rows back in input order (a stable sort keeps each video's windows in order).
-    keep = sorted((i for i, v in enumerate(owners) if v not in failed), key=lambda i: owners[i])
-    if not keep:
-        return empty_embedding(choose, width_of(model, spec), errors, names)
-    order = torch.tensor(keep, dtype=torch.int64)
-    return Embedding(
-        features[order],
-        torch.tensor(owners, dtype=torch.int64)[order],
-        torch.from_numpy(np.concatenate(windows))[order],
-        torch.from_numpy(np.concatenate(frames))[order],
-        errors,
-        names,
-    )
+    pending = {number: PartFeatures(forward, spec.chunk_clips, videos) for number, videos in sizes.items()}
+    with batches_from(DataLoader(work, batch_size=None, num_workers=spec.num_workers)) as chunks:
+        for chunk in chunks:
+            part = pending[chunk.part]
+            on_video(part.add(chunk))
+            if part.remaining <= 0:
+                on_part(chunk.part, pending.pop(chunk.part).embedding(choose, width_of(model, spec)))
+    for number in sorted(pending):  # parts with nothing to read (empty), or tar shards shorter than their index says
+        on_part(number, pending.pop(number).embedding(choose, width_of(model, spec)))
 
 
 def width_of(model: nn.Module, spec: EmbedSpec) -> tuple[int, ...]:
@@ -389,23 +414,23 @@ def embed(spec: EmbedSpec, reporter: Reporter, after_shard: Callable[[int], None
     device = pick_device(spec.device, field="device")
     model = model.to(device)
 
-    work = split_work(inputs, choose, backend, spec)
-    files = [parts / f"shard-{i:05d}.safetensors" for i in range(len(work))]
-    done = sum(f.exists() for f in files)
-    total = sum(part.count() for part in work)
-    finished = sum(part.count() for part, file in zip(work, files, strict=True) if file.exists())
+    sizes = part_sizes(inputs, spec.shard_size)
+    files = [parts / f"shard-{i:05d}.safetensors" for i in range(len(sizes))]
+    todo = {i: size for i, size in enumerate(sizes) if not files[i].exists()}
+    total, done = sum(sizes), len(sizes) - len(todo)
     what = "one clip" if spec.window_frames is None else f"windows of {spec.window_frames} frames"
-    reporter.start(
-        "embed", total, finished, f"embed with {spec.checkpoint} | {total} videos | {what} | {spec.pool} | {device}"
-    )
+    header = f"embed with {spec.checkpoint} | {total} videos | {what} | {spec.pool} | {device}"
+    reporter.start("embed", total, total - sum(todo.values()), header)
     if done:
-        reporter.notice(f"resuming {parts}: {done} of {len(work)} shards already done")
-    for i, (videos, file) in enumerate(zip(work, files, strict=True)):
-        if file.exists():
-            continue
-        write_safetensors(file, embed_videos(model, videos, choose, spec, device, reporter.advance), {})
+        reporter.notice(f"resuming {parts}: {done} of {len(sizes)} shards already done")
+
+    def write_part(number: int, part: Embedding) -> None:
+        write_safetensors(files[number], part, {})
         if after_shard is not None:
-            after_shard(i)
+            after_shard(number)
+
+    work = remaining_work(inputs, todo, spec.shard_size, choose, backend, spec.batch_size)
+    embed_parts(model, work, todo, choose, spec, device, reporter.advance, write_part)
     result = (
         Embedding.concat([read_embedding(f)[0] for f in files])
         if files
@@ -420,15 +445,21 @@ def embed(spec: EmbedSpec, reporter: Reporter, after_shard: Callable[[int], None
     return EmbedResult(result, done)
 
 
-def split_work(inputs: Inputs, choose: ClipChooser, backend: str, spec: EmbedSpec) -> list[VideoClipChunks]:
-    """The parts of the job, each written as one file: `shard_size` listed videos, or one tar shard."""
+def part_sizes(inputs: Inputs, shard_size: int) -> list[int]:
+    """Videos in each part of the job, each part written as one file: `shard_size` listed videos, or one tar shard."""
     if inputs.shards:
-        return [ShardClipChunks([shard], choose, backend, spec.batch_size) for shard in inputs.shards]
-    videos = list(enumerate(inputs.entries))
-    return [
-        VideoClipChunks(videos[i : i + spec.shard_size], choose, backend, spec.batch_size)
-        for i in range(0, len(videos), spec.shard_size)
-    ]
+        return [shard.samples for shard in inputs.shards]
+    return [min(shard_size, len(inputs.entries) - i) for i in range(0, len(inputs.entries), shard_size)]
+
+
+def remaining_work(
+    inputs: Inputs, todo: dict[int, int], shard_size: int, choose: ClipChooser, backend: str, per_chunk: int
+) -> VideoClipChunks:
+    """The videos of the parts in `todo`, each tagged with its part."""
+    if inputs.shards:
+        return ShardClipChunks([(i, inputs.shards[i]) for i in todo], choose, backend, per_chunk)
+    videos = [(i // shard_size, i, entry) for i, entry in enumerate(inputs.entries) if i // shard_size in todo]
+    return VideoClipChunks(videos, choose, backend, per_chunk)
 
 
 def sample_names(shards: list[Shard], names: dict[int, str]) -> list[str]:

@@ -8,7 +8,7 @@ same bytes streamed from the tar shards. Each measurement runs in its own proces
 cache warmth beyond what the OS keeps for both), the sides alternate which goes first from round to round, and each
 measurement warms up two batches per worker before timing batches for `--seconds`.
 
-    python benchmarks/bench_shards.py [--videos 64] [--frames 96] [--size 256] [--shard-size 16MB] [--workers 2]
+    python benchmarks/bench_shards.py [--videos 64] [--frames 96] [--size 256] [--shards-per-worker 4] [--workers 2]
                                       [--seconds 20] [--rounds 3]
 """
 
@@ -27,14 +27,23 @@ SIDES = ("files", "shards")
 
 
 def prepared(args: argparse.Namespace) -> Path:
-    """The prepared folder (manifests and shards) for these parameters, made once."""
-    out = Path(tempfile.gettempdir()) / f"bench-shards-{args.videos}x{args.frames}x{args.size}-{args.shard_size}"
-    if not (out / "shards" / "index.json").exists():
-        command = [sys.executable, "-m", "videomae_cli", "prepare-data", "--synthetic", str(args.videos)]
-        command += ["--num-frames", str(args.frames), "--size", str(args.size), "--val-fraction", "0"]
-        command += ["--shards", "--shard-size", args.shard_size, "--progress", "off", "--out", str(out)]
-        subprocess.run(command, check=True, capture_output=True)
+    """The prepared folder (manifests and shards) for these parameters, made once: the videos are written first in
+    one shard, then packed again into at least `shards_per_worker` shards per loader worker (each reads its own)."""
+    out = Path(tempfile.gettempdir()) / f"bench-shards-{args.videos}x{args.frames}x{args.size}"
+    wanted = args.shards_per_worker * max(args.workers, 1)
+    index = out / "shards" / "index.json"
+    if not index.exists() or len(json.loads(index.read_text())["splits"]["train"]) < wanted:
+        prepare(args, out, "100GB")
+        total = sum(shard["bytes"] for shard in json.loads(index.read_text())["splits"]["train"])
+        prepare(args, out, str(total // wanted + 1))
     return out
+
+
+def prepare(args: argparse.Namespace, out: Path, shard_size: str) -> None:
+    command = [sys.executable, "-m", "videomae_cli", "prepare-data", "--synthetic", str(args.videos)]
+    command += ["--num-frames", str(args.frames), "--size", str(args.size), "--val-fraction", "0"]
+    command += ["--shards", "--shard-size", shard_size, "--progress", "off", "--out", str(out)]
+    subprocess.run(command, check=True, capture_output=True)
 
 
 def measure(side: str, folder: Path, args: argparse.Namespace) -> float:
@@ -67,7 +76,7 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=64)
     parser.add_argument("--frames", type=int, default=96)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--shard-size", default="16MB", help="each worker needs a shard: at least one per worker")
+    parser.add_argument("--shards-per-worker", type=int, default=4, help="the videos are packed into this many shards")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=3)

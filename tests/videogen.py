@@ -85,11 +85,12 @@ def write_video(
     pix_fmt: str = "yuv420p",
     gop: int = 12,
     faststart: bool = False,
+    start: int = 0,
 ) -> Path:
     """Encode `num_frames` frames of `frame_pattern` to `path` (container chosen by its suffix); returns `path`.
 
     A short `gop` gives several keyframes so readers must seek; libx264 uses B-frames (pts != dts). `faststart` puts
-    an mp4's index (moov) before the data.
+    an mp4's index (moov) before the data. `start` is the index the first frame's pattern shows.
     """
     if codec == "libx264" and pix_fmt == "yuv420p" and (width % 2 or height % 2):
         pix_fmt = "yuv444p"  # x264 cannot subsample odd dimensions
@@ -101,7 +102,7 @@ def write_video(
         stream.codec_context.gop_size = gop
         stream.codec_context.time_base = Fraction(1, fps)
         for index in range(num_frames):
-            frame = av.VideoFrame.from_ndarray(frame_pattern(index, width, height), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(frame_pattern(start + index, width, height), format="rgb24")
             frame.pts = index
             container.mux(stream.encode(frame))
         container.mux(stream.encode())

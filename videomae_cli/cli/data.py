@@ -125,6 +125,18 @@ def prepare_data(
         int | None,
         typer.Option("--synthetic", metavar="N", help="Write N built-in synthetic videos (H.264 mp4) instead of SRC."),
     ] = None,
+    shards: Annotated[
+        bool | None,
+        typer.Option(
+            "--shards",
+            help="Also write the videos as WebDataset tar shards in DIR/shards/ (per split, with index.json), for "
+            "--data on clusters and object stores. Resumable: finished shards are kept.",
+        ),
+    ] = None,
+    shard_size: Annotated[
+        str | None,
+        typer.Option("--shard-size", metavar="SIZE", help="Bytes per shard, about (e.g. 1GB, 500MB). [default: 1GB]"),
+    ] = None,
     num_frames: Annotated[
         int | None, typer.Option("--num-frames", metavar="N", help="Frames per synthetic video. [default: 16]")
     ] = None,
@@ -163,6 +175,8 @@ def prepare_data(
         "decoder": ("--decoder", decoder),
         "progress": ("--progress", progress),
         "synthetic": ("--synthetic", synthetic),
+        "shards": ("--shards", shards),
+        "shard_size": ("--shard-size", shard_size),
         "num_frames": ("--num-frames", num_frames),
         "size": ("--size", size),
         "scene": ("--scene", scene),

@@ -24,6 +24,16 @@ from videomae_cli.cli.common import (
     user_errors,
 )
 
+InputsArg = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="INPUT...",
+        help="Video files, folders of videos, or manifests; or shards: a prepared shards folder (every split), tar "
+        "shards, a brace pattern (train-{000000..000009}.tar) or pipe:/http(s) URLs, each sample once, in order.",
+        show_default=False,
+    ),
+]
+
 
 @app.command()
 def evaluate(
@@ -115,10 +125,7 @@ def predict(
             show_default=False,
         ),
     ],
-    inputs: Annotated[
-        list[Path],
-        typer.Argument(metavar="INPUT...", help="Video files, folders of videos, or manifests.", show_default=False),
-    ],
+    inputs: InputsArg,
     top_k: Annotated[
         int | None, typer.Option("--top-k", metavar="K", help="Classes shown per video. [default: 5]")
     ] = None,
@@ -167,7 +174,7 @@ def predict(
         with reporting(spec.progress) as reporter:
             found, failures = run_prediction(spec, reporter)
         for bad in failures:
-            stderr.print(f"error: {bad.reason}", markup=False)
+            stderr.print(f"error: {bad.message}", markup=False)
         if not found:
             raise DataError(f"none of the {len(failures)} inputs could be read")
         from videomae_cli.ui.tables import predictions_table
@@ -188,10 +195,7 @@ def embed(
             show_default=False,
         ),
     ],
-    inputs: Annotated[
-        list[Path],
-        typer.Argument(metavar="INPUT...", help="Video files, folders of videos, or manifests.", show_default=False),
-    ],
+    inputs: InputsArg,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -239,7 +243,7 @@ def embed(
     progress: ProgressOpt = None,
 ) -> None:
     """Extract encoder features: one vector (or every token) per video, or per sliding window of a long video (as
-    VideoMAE V2's temporal-detection features). Large jobs run in shards; running the same command again resumes.
+    VideoMAE V2's temporal-detection features). Large jobs run in parts; running the same command again resumes.
     Unreadable inputs are reported and skipped (exit 3 when none could be read)."""
     from videomae_cli.config.resolve import resolve_spec
     from videomae_cli.config.schema import EmbedSpec
@@ -270,7 +274,7 @@ def embed(
         with reporting(spec.progress) as reporter:
             result = run_embedding(spec, reporter)
         for bad in result.embedding.errors:
-            stderr.print(f"error: {bad.reason}", markup=False)
+            stderr.print(f"error: {bad.message}", markup=False)
         rows = len(result.embedding.video)
         if not rows:
             raise DataError(f"none of the {len(result.embedding.errors)} inputs could be read")

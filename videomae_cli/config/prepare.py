@@ -7,6 +7,7 @@ spec's fields (`src`, `out`, `val_fraction`, ...); the CLI says them in its own 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,6 +24,19 @@ TRANSCODE_FIELDS = ("resize_short", "fps", "keyframe_interval", "encode_for", "c
 def default_workers() -> int:
     """min(8, CPU count): probing is I/O- and decoder-bound, and more processes than that rarely help."""
     return min(8, os.cpu_count() or 1)
+
+
+_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "kib": 2**10, "m": 10**6, "mb": 10**6, "mib": 2**20,
+          "g": 10**9, "gb": 10**9, "gib": 2**30, "t": 10**12, "tb": 10**12, "tib": 2**40}  # fmt: skip
+_SIZE = re.compile(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([a-z]*)\s*")
+
+
+def parse_bytes(text: str) -> int:
+    """`1GB` → 10**9, `500MiB` → 500 * 2**20, `123` → 123; ValueError naming the units it knows."""
+    match = _SIZE.fullmatch(text.lower())
+    if match is None or match.group(2) not in _UNITS:
+        raise ValueError(f"{text!r} is not a size: give bytes, or a number with B, KB, MB, GB, TB (or KiB, MiB, GiB)")
+    return int(float(match.group(1)) * _UNITS[match.group(2)])
 
 
 class PrepareSpec(Strict):
@@ -45,6 +59,9 @@ class PrepareSpec(Strict):
     decoder: Decoder = "auto"
     progress: Literal["auto", "rich", "plain", "off"] = "auto"
     synthetic: int | None = None
+    # WebDataset tar shards of the usable videos in OUT/shards/ (data/shards/), per split, about this many bytes each
+    shards: bool = False
+    shard_size: int = 1_000_000_000
     num_frames: int = 16
     size: int = 112
     scene: SyntheticScene = "busy"
@@ -83,6 +100,18 @@ class PrepareSpec(Strict):
     def _check_positive(cls, value: int | None) -> int | None:
         if value is not None and value < 1:
             raise ValueError("must be >= 1")
+        return value
+
+    @field_validator("shard_size", mode="before")
+    @classmethod
+    def _parse_size(cls, value: Any) -> Any:
+        return parse_bytes(value) if isinstance(value, str) else value
+
+    @field_validator("shard_size")
+    @classmethod
+    def _check_shard_size(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("must be a positive number of bytes (e.g. 1000000000, 1GB, 500MiB)")
         return value
 
     @field_validator("resize_short")

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from videomae_cli.config.grid import TokenGrid
 from videomae_cli.config.mask_fit import check_mask_fits
@@ -118,7 +118,11 @@ class MaskSpec(Strict):
 class DataSpec(Strict):
     """What the model sees (clip length, size, frame sampling) and where clips come from."""
 
-    source: str = "synthetic"  # "synthetic", a manifest file, or a `videomae prepare-data` output directory
+    # "synthetic", a manifest file, a `videomae prepare-data` output directory, or WebDataset shards: a shards folder
+    # (OUT/shards), a brace pattern (`train-{000000..000127}.tar`), `::`-joined lists, `pipe:` or http(s) URLs
+    source: str = "synthetic"
+    shard_index: str | None = None  # the shards' index.json (path or URL), when not beside local shards
+    shuffle_buffer: PositiveInt = 64  # samples each loader worker mixes when reading shards (held as bytes)
     root: Path | None = None  # base of relative paths in the manifest (default: the manifest's folder)
     decoder: Literal["auto", "decord", "pyav"] = "auto"
     # Crop and resize inside the PyAV decoder's scaler (pretraining multi-scale crop, pyav backend only; ~1-2 levels of
@@ -368,10 +372,19 @@ class EvaluateSpec(MultiViewOptions):
     knn_k: PositiveInt = 20
 
 
+def _as_strings(value: Any) -> Any:
+    """Paths as text: an input may be a URL (`https://…`, `pipe:…`), whose `//` a Path would fold."""
+    return [str(item) if isinstance(item, Path) else item for item in value] if isinstance(value, list) else value
+
+
+# Video files, folders, manifests, or shards (a shards folder, tar files, brace patterns, URLs).
+InputList = Annotated[list[str], BeforeValidator(_as_strings), Field(min_length=1)]
+
+
 class PredictSpec(MultiViewOptions):
     """What `videomae predict` runs: a classifier checkpoint on the given videos, multi-view as evaluate."""
 
-    inputs: list[Path] = Field(min_length=1)
+    inputs: InputList
     top_k: PositiveInt = 5
     json_path: Path | None = None  # JSON lines: one object per video
 
@@ -379,7 +392,7 @@ class PredictSpec(MultiViewOptions):
 class EmbedSpec(InferenceOptions):
     """What `videomae embed` extracts: encoder features of every input video (one clip each, or sliding windows)."""
 
-    inputs: list[Path] = Field(min_length=1)
+    inputs: InputList
     out: Path  # .safetensors (features + index) or .npy (features; the index as JSON lines beside it)
     pool: Literal["mean", "tokens"] = "mean"
     window_frames: PositiveInt | None = None  # sliding windows of this many source frames (None: one clip per video)

@@ -86,7 +86,10 @@ class VideoClips:
     def decode(self, index: int, choose: ViewIndices) -> list[torch.Tensor]:
         """uint8 clips [T, H, W, 3] of video `index`, one per index array `choose(window_length)` returns; the union
         of their frames is decoded once."""
-        entry = self.entries[index]
+        return self.decode_entry(self.entries[index], choose)
+
+    def decode_entry(self, entry: ManifestEntry, choose: ViewIndices) -> list[torch.Tensor]:
+        """`decode` of an entry that need not be in the manifest (a video in memory, from a shard)."""
         with open_video(entry.path, self.backend) as reader:
             views = [indices + entry.start for indices in choose(window_length(entry, reader))]
             wanted = np.unique(np.concatenate(views))
@@ -94,18 +97,26 @@ class VideoClips:
         return [frames[np.searchsorted(wanted, indices)] for indices in views]
 
     def load(self, epoch: int, index: int, repeats: int = 1) -> tuple[list[torch.Tensor], int]:
+        return self.load_entry(self.entries[index], epoch, index, repeats)
+
+    def load_entry(
+        self, entry: ManifestEntry, epoch: int, index: int, repeats: int = 1
+    ) -> tuple[list[torch.Tensor], int]:
+        """`load` of an entry that need not be in the manifest (a video in memory, from a shard); `index` keys its
+        random choices."""
         rngs = [sample_rng(self.seed, epoch, index, Stream.AUGMENT, r) for r in range(repeats)]
         if self._decoder_crop is not None:
-            return self._load_fused(epoch, index, rngs), self.entries[index].label
-        (clip,) = self.decode(index, lambda length: [self.frame_indices(length, epoch, index)])
-        return [self.transform(clip, rng) for rng in rngs], self.entries[index].label
+            return self._load_fused(entry, epoch, index, rngs), entry.label
+        (clip,) = self.decode_entry(entry, lambda length: [self.frame_indices(length, epoch, index)])
+        return [self.transform(clip, rng) for rng in rngs], entry.label
 
-    def _load_fused(self, epoch: int, index: int, rngs: list[np.random.Generator]) -> list[torch.Tensor]:
+    def _load_fused(
+        self, entry: ManifestEntry, epoch: int, index: int, rngs: list[np.random.Generator]
+    ) -> list[torch.Tensor]:
         """`load`'s clips with each crop window cropped and resized by the PyAV decoder's scaler, before the RGB
         conversion. The windows are drawn before decoding, from the same generators with the same draws as the
         transform's, so a seed gives the same window either way; the pixels differ from the torch resize by rounding
         (see `pyav_reader.SCALER_FLAGS`). Falls back to the plain path where the hook declines."""
-        entry = self.entries[index]
         with open_video(entry.path, self.backend) as reader:
             indices = (self.frame_indices(window_length(entry, reader), epoch, index) + entry.start).tolist()
             crops = [self._decoder_crop(reader.height, reader.width, rng) for rng in rngs]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -113,10 +113,16 @@ def synthetic_validation(data: DataSpec, seed: int) -> SyntheticSource:
 
 @dataclass(frozen=True)
 class BadClip:
-    """A video that failed to decode, and why."""
+    """A video that failed to decode, and why; `count` > 1 when one failure lost several (a damaged shard)."""
 
     path: str
     reason: str
+    count: int = 1
+
+    @property
+    def message(self) -> str:
+        """One line naming the video: the reason, led by the path where the reason does not start with it."""
+        return self.reason if self.reason.startswith(self.path) else f"{self.path}: {self.reason}"
 
 
 @dataclass
@@ -126,6 +132,7 @@ class Sample:
     masks: list[SampleMask]  # one per clip; empty without a mask generator
     failures: list[BadClip]  # videos tried (and replaced) before this clip loaded
     valid: bool = True  # False when no replacement decoded either: the batch must not be trained on
+    cursor: tuple[int, int, int] | None = None  # from shards: (stream, epoch, position after this sample)
 
 
 class SampledClips(Dataset):
@@ -163,12 +170,16 @@ class SampledClips(Dataset):
 
     def masks_of(self, epoch: int, index: int, clips: Sequence[torch.Tensor | None]) -> list[SampleMask]:
         """One mask per clip, keyed by the sample (a motion mask also reads its clip); none without a generator."""
-        if self.masks is None:
-            return []
-        return [
-            self.masks(epoch, index, repeat, None if clip is None else clip.numpy())
-            for repeat, clip in enumerate(clips)
-        ]
+        return sample_masks(self.masks, epoch, index, clips)
+
+
+def sample_masks(
+    masks: MaskGenerator | None, epoch: int, index: int, clips: Sequence[torch.Tensor | None]
+) -> list[SampleMask]:
+    """One mask per clip of sample `index` in `epoch` (a motion mask also reads its clip); none without a generator."""
+    if masks is None:
+        return []
+    return [masks(epoch, index, repeat, None if clip is None else clip.numpy()) for repeat, clip in enumerate(clips)]
 
 
 @dataclass
@@ -178,9 +189,10 @@ class ClipBatch:
     tokens: MaskedTokens | None  # pretraining only
     failures: list[BadClip]
     valid: bool
+    cursors: dict[int, tuple[int, int]] = field(default_factory=dict)  # from shards: stream → (epoch, next position)
 
     def pin_memory(self) -> ClipBatch:
-        return ClipBatch(self.clips.pin_memory(), self.labels, self.tokens, self.failures, self.valid)
+        return replace(self, clips=self.clips.pin_memory())
 
 
 def collate_samples(samples: Sequence[Sample]) -> ClipBatch:
@@ -190,14 +202,17 @@ def collate_samples(samples: Sequence[Sample]) -> ClipBatch:
     failures = [bad for s in samples for bad in s.failures]
     masks = [mask for s in samples for mask in s.masks]
     tokens = collate_masks(masks) if masks else None
+    cursors = {s.cursor[0]: (s.cursor[1], s.cursor[2]) for s in samples if s.cursor is not None}  # the last wins
     if not valid:
-        return ClipBatch(torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64), tokens, failures, False)
+        empty = torch.empty(0, dtype=torch.uint8), torch.empty(0, dtype=torch.int64)
+        return ClipBatch(*empty, tokens, failures, False, cursors)
     return ClipBatch(
         torch.stack([clip for s in samples for clip in s.clips]),
         torch.tensor([s.label for s in samples for _ in s.clips], dtype=torch.int64),
         tokens,
         failures,
         True,
+        cursors,
     )
 
 
@@ -228,6 +243,21 @@ def batches_from(loader: DataLoader) -> Iterator[Iterator]:
             shut_down()
 
 
+def batching(batch_size: int, num_workers: int, pin_memory: bool, prefetch: int) -> dict:
+    """The DataLoader options every training loader shares: whole batches of `collate_samples`, workers that ignore
+    the stop signals and live as long as the run, each keeping `prefetch` batches ready."""
+    return {
+        "batch_size": batch_size,
+        "num_workers": num_workers,
+        "collate_fn": collate_samples,
+        "worker_init_fn": ignore_stop_signals,
+        "pin_memory": pin_memory,
+        "persistent_workers": num_workers > 0,
+        "prefetch_factor": prefetch if num_workers > 0 else None,
+        "drop_last": True,
+    }
+
+
 def train_loader(
     dataset: SampledClips,
     batch_size: int,
@@ -244,15 +274,8 @@ def train_loader(
     batches ready."""
     return DataLoader(
         dataset,
-        batch_size=batch_size,
         sampler=EpochSampler(len(dataset), seed, start_sample, rank, world, batch_size),
-        num_workers=num_workers,
-        collate_fn=collate_samples,
-        worker_init_fn=ignore_stop_signals,
-        pin_memory=pin_memory,
-        persistent_workers=num_workers > 0,
-        prefetch_factor=prefetch if num_workers > 0 else None,
-        drop_last=True,
+        **batching(batch_size, num_workers, pin_memory, prefetch),
         # Its own generator: the loader's base seed must not come from (and shift) the global RNG that DropPath
         # draws from, or a resumed run would drop different paths than an uninterrupted one.
         generator=torch.Generator().manual_seed(seed),

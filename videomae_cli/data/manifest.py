@@ -10,8 +10,12 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from videomae_cli.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from videomae_cli.data.video import VideoBytes
 
 TRAIN_MANIFEST = "train.csv"
 VAL_MANIFEST = "val.csv"
@@ -22,7 +26,7 @@ CLASSES_FILE = "classes.json"  # written by `videomae prepare-data`: {"classes":
 class ManifestEntry:
     """One video: its path, label (0 when unlabelled), and frame window (start, total; total -1 = to the end)."""
 
-    path: Path
+    path: Path | VideoBytes  # a file, or a video in memory (a shard's sample)
     label: int = 0
     start: int = 0
     total: int = -1

@@ -17,12 +17,14 @@ files are first opened with PyAV (headers only), so broken files fail with a cle
 from __future__ import annotations
 
 import functools
+import io
 import os
 import platform
 import re
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, TracebackType
 
@@ -44,7 +46,26 @@ class VideoError(Exception):
     """A video that cannot be read; the message names the file and the reason (`"PATH: reason"`)."""
 
 
-def _error(path: str | os.PathLike[str], reason: str) -> VideoError:
+@dataclass(frozen=True)
+class VideoBytes:
+    """A video held in memory (a shard's member): its bytes, and the name messages give it (SHARD:KEY.mp4)."""
+
+    name: str
+    data: bytes = field(repr=False)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+VideoSource = Path | VideoBytes  # what a reader reads: a file, or a video in memory
+
+
+def _media(source: VideoSource) -> str | io.BytesIO:
+    """What the decoders open: the file's path, or a fresh stream over the bytes."""
+    return io.BytesIO(source.data) if isinstance(source, VideoBytes) else str(source)
+
+
+def _error(path: str | os.PathLike[str] | VideoBytes, reason: str) -> VideoError:
     return VideoError(f"{path}: {reason}")
 
 
@@ -87,7 +108,7 @@ def resolve_backend(name: str = "auto") -> str:
 class VideoReader(ABC):
     """Random access to the frames of one video; a context manager that closes the file."""
 
-    path: Path
+    path: VideoSource
 
     @property
     @abstractmethod
@@ -142,16 +163,21 @@ class VideoReader(ABC):
         self.close()
 
 
-def open_video(path: str | os.PathLike[str], backend: str = "auto") -> VideoReader:
-    """A reader for the video at `path` with `backend` ("auto", "decord" or "pyav"); raises VideoError."""
+def open_video(path: str | os.PathLike[str] | VideoBytes, backend: str = "auto") -> VideoReader:
+    """A reader for the video at `path` (or in memory) with `backend` ("auto", "decord" or "pyav"); raises
+    VideoError."""
     name = resolve_backend(backend)
-    path = Path(path)
-    _check_file(path)
-    return DecordReader(path) if name == "decord" else PyAVReader(path)
+    source = path if isinstance(path, VideoBytes) else Path(path)
+    _check_file(source)
+    return DecordReader(source) if name == "decord" else PyAVReader(source)
 
 
-def _check_file(path: Path) -> None:
+def _check_file(path: VideoSource) -> None:
     """Reject what no decoder can read before handing it over (decord can hang on empty files)."""
+    if isinstance(path, VideoBytes):
+        if not path.data:
+            raise _error(path, "empty file (0 bytes)")
+        return
     if not path.exists():
         raise _error(path, "no such file")
     if not path.is_file():
@@ -166,7 +192,7 @@ def _check_file(path: Path) -> None:
 class DecordReader(VideoReader):
     """decord backend: one `get_batch` call over the needed frames, one decoder thread."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: VideoSource) -> None:
         self.path = path
         self._decord = _decord()
         if self._decord is None:
@@ -176,7 +202,7 @@ class DecordReader(VideoReader):
         # decord would print its own error lines to stderr first.
         _open_av(path)[0].close()
         try:
-            self._reader = self._decord.VideoReader(str(path), ctx=self._decord.cpu(0), num_threads=1)
+            self._reader = self._decord.VideoReader(_media(path), ctx=self._decord.cpu(0), num_threads=1)
             self._num_frames = len(self._reader)
             self._fps = float(self._reader.get_avg_fps())
         except (RuntimeError, self._decord.DECORDError) as exc:
@@ -242,10 +268,10 @@ class DecordReader(VideoReader):
 # ------------------------------------------------------------------------------------------------------------ PyAV
 
 
-def _open_av(path: Path) -> tuple[InputContainer, VideoStream]:
+def _open_av(path: VideoSource) -> tuple[InputContainer, VideoStream]:
     """(container, first video stream) of `path`, decoding single-threaded; VideoError if FFmpeg cannot open it."""
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        container = av.open(_media(path), metadata_errors="ignore")
     except av.error.FFmpegError as exc:
         raise _error(path, f"not a readable video: {_reason(exc)}") from exc
     if not container.streams.video:
@@ -257,7 +283,7 @@ def _open_av(path: Path) -> tuple[InputContainer, VideoStream]:
     return container, stream
 
 
-def _scan(path: Path, container: InputContainer, stream: VideoStream) -> FrameTable:
+def _scan(path: VideoSource, container: InputContainer, stream: VideoStream) -> FrameTable:
     packets, cut_at = [], None
     try:
         for packet in container.demux(stream):
@@ -278,7 +304,7 @@ class PyAVReader(VideoReader):
     converted to RGB: in full (`get_frames`), or cropped and resized in FFmpeg's scaler (`get_frames_cropped`).
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: VideoSource) -> None:
         self.path = path
         self._container, self._stream = _open_av(self.path)
         try:

@@ -72,6 +72,7 @@ class ViewSample:
     views: torch.Tensor | None  # uint8 [V, T, S, S, 3], None when the video failed to decode
     label: int
     failure: BadClip | None = None
+    name: str | None = None  # what results call the video, when the source cannot say it by index (shards)
 
 
 class VideoViews(Dataset):

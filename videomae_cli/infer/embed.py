@@ -1,9 +1,10 @@
 """Encoder features of videos: one pooled vector (or every token) per clip, per video or per sliding window.
 
-Work is cut into shards of `shard_size` input videos; each finished shard is written atomically to OUT.parts/, so an
-interrupted run resumes at the first unfinished shard, and the output is assembled from the shards at the end. The
-model always sees chunks of exactly `chunk_clips` clips (the last padded), so a clip's features do not depend on the
-batch size, the worker count, or which clips share its chunk (see infer/predict.py).
+Work is cut into parts of `shard_size` input videos (inputs in tar shards: one part per tar shard); each finished part
+is written atomically to OUT.parts/, so an interrupted run resumes at the first unfinished part, and the output is
+assembled from the parts at the end. The model always sees chunks of exactly `chunk_clips` clips (the last padded),
+so a clip's features do not depend on the batch size, the worker count, or which clips share its chunk (see
+infer/predict.py).
 """
 
 from __future__ import annotations
@@ -24,9 +25,13 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from videomae_cli.checkpoint import atomic_write, weights_file
 from videomae_cli.config.schema import DataSpec, EmbedSpec
 from videomae_cli.data.clips import window_length
-from videomae_cli.data.loader import BadClip, ClipNormalizer
+from videomae_cli.data.loader import BadClip, ClipNormalizer, batches_from
 from videomae_cli.data.manifest import ManifestEntry
 from videomae_cli.data.sampling import sliding_window_starts, window_indices
+from videomae_cli.data.shards.index import Shard
+from videomae_cli.data.shards.stream import read_shard
+from videomae_cli.data.shards.training import entry_of
+from videomae_cli.data.sources import Inputs, collect_inputs
 from videomae_cli.data.video import VideoError, open_video, resolve_backend
 from videomae_cli.data.views import ViewPlan
 from videomae_cli.errors import ConfigError
@@ -66,43 +71,64 @@ class ClipChooser:
 class ClipChunk:
     """Some clips of one video, in window order; `last` marks the video's final chunk. A failure replaces them."""
 
+    part: int  # the part of the job the video belongs to
     video: int
     windows: np.ndarray | None = None  # int64 [k, 2]: first frame, end frame (exclusive)
     frames: np.ndarray | None = None  # int64 [k, T]
     clips: torch.Tensor | None = None  # uint8 [k, T, S, S, 3]
     last: bool = False
-    failure: BadClip | None = None
+    failure: BadClip | None = None  # of video `video`; of no one video (a damaged tar shard) when video is -1
+    name: str | None = None  # the video's name where the input does not list it (a sample in a tar shard)
 
 
 class VideoClipChunks(IterableDataset):
-    """Every clip of every video, `per_chunk` clips at a time, each video read by one worker with one open."""
+    """Every clip of the listed (part, input position, entry) videos, `per_chunk` clips at a time, each video read by
+    one worker with one open."""
 
     def __init__(
-        self, videos: list[tuple[int, ManifestEntry]], choose: ClipChooser, backend: str, per_chunk: int
+        self, videos: list[tuple[int, int, ManifestEntry]], choose: ClipChooser, backend: str, per_chunk: int
     ) -> None:
         self.videos, self.choose, self.backend, self.per_chunk = videos, choose, backend, per_chunk
 
     def __iter__(self) -> Iterator[ClipChunk]:
         worker = get_worker_info()
         mine = self.videos if worker is None else self.videos[worker.id :: worker.num_workers]
-        for index, entry in mine:
-            yield from self.chunks(index, entry)
+        for part, index, entry in mine:
+            yield from self.chunks(part, index, entry)
 
-    def chunks(self, index: int, entry: ManifestEntry) -> Iterator[ClipChunk]:
+    def chunks(self, part: int, index: int, entry: ManifestEntry, name: str | None = None) -> Iterator[ClipChunk]:
         try:
             with open_video(entry.path, self.backend) as reader:
                 rows = self.choose(window_length(entry, reader))
                 for first in range(0, len(rows), self.per_chunk):
-                    part = rows[first : first + self.per_chunk]
-                    frames = np.stack([f for _, _, f in part]) + entry.start  # [k, T]
+                    piece = rows[first : first + self.per_chunk]
+                    frames = np.stack([f for _, _, f in piece]) + entry.start  # [k, T]
                     wanted = np.unique(frames)
                     decoded = torch.from_numpy(reader.get_frames(wanted.tolist()))  # [F, H, W, 3]
                     clips = [self.choose.plan.spatial_views(decoded[np.searchsorted(wanted, f)])[0] for f in frames]
-                    windows = np.asarray([(s, e) for s, e, _ in part], dtype=np.int64) + entry.start
+                    windows = np.asarray([(s, e) for s, e, _ in piece], dtype=np.int64) + entry.start
                     last = first + self.per_chunk >= len(rows)
-                    yield ClipChunk(index, windows, frames, torch.stack(clips), last)
+                    yield ClipChunk(part, index, windows, frames, torch.stack(clips), last, name=name)
         except (VideoError, ValueError) as e:  # ValueError: frames smaller than the crop after a bad resize
-            yield ClipChunk(index, failure=BadClip(str(entry.path), str(e)))
+            yield ClipChunk(part, index, failure=BadClip(name or str(entry.path), str(e)), name=name)
+
+
+class ShardClipChunks(VideoClipChunks):
+    """Every clip of every sample of the listed (part, tar shard) pairs, each shard read front to back by one
+    worker."""
+
+    def __init__(self, shards: list[tuple[int, Shard]], choose: ClipChooser, backend: str, per_chunk: int) -> None:
+        super().__init__([], choose, backend, per_chunk)
+        self.shards = shards
+
+    def __iter__(self) -> Iterator[ClipChunk]:
+        worker = get_worker_info()
+        mine = self.shards if worker is None else self.shards[worker.id :: worker.num_workers]
+        for part, shard in mine:
+            failures: list[BadClip] = []
+            for raw in read_shard(shard, failures):
+                yield from self.chunks(part, raw.id, entry_of(raw), raw.name)
+            yield from (ClipChunk(part, -1, failure=bad) for bad in failures)  # a damaged shard, a sample without video
 
 
 @dataclass
@@ -114,6 +140,7 @@ class Embedding:
     window: torch.Tensor  # int64 [M, 2]: first frame and end frame (exclusive) of the clip's window
     frames: torch.Tensor  # int64 [M, T]: the frames the clip was sampled from
     errors: list[BadClip] = field(default_factory=list)
+    names: dict[int, str] = field(default_factory=dict)  # input position → name, for samples of tar shards
 
     @classmethod
     def concat(cls, parts: list[Embedding]) -> Embedding:
@@ -123,6 +150,7 @@ class Embedding:
             torch.cat([p.window for p in parts]),
             torch.cat([p.frames for p in parts]),
             [e for p in parts for e in p.errors],
+            {v: name for p in parts for v, name in p.names.items()},
         )
 
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -158,52 +186,84 @@ def feature_function(model: nn.Module, pool: str) -> Callable[[torch.Tensor], to
     return model.features if pool == "mean" else model.token_features
 
 
-def embed_videos(
+class PartFeatures:
+    """One part's features, gathered as its videos' chunks arrive in whatever order the loader's workers deliver
+    them; `remaining` counts the part's videos not yet finished."""
+
+    def __init__(self, forward: Callable[[torch.Tensor], torch.Tensor], chunk_clips: int, videos: int) -> None:
+        self.runner, self.remaining = ChunkedForward(forward, chunk_clips), videos
+        self.owners: list[int] = []
+        self.windows: list[np.ndarray] = []
+        self.frames: list[np.ndarray] = []
+        self.failed: dict[int, BadClip] = {}
+        self.lost: list[BadClip] = []  # failures of no one video: a damaged tar shard
+        self.names: dict[int, str] = {}
+
+    def add(self, chunk: ClipChunk) -> int:
+        """Take one chunk; returns how many videos it finished."""
+        if chunk.name is not None:
+            self.names[chunk.video] = chunk.name
+        if chunk.failure is not None:
+            if chunk.video < 0:
+                self.lost.append(chunk.failure)
+            else:
+                self.failed[chunk.video] = chunk.failure
+            finished = chunk.failure.count
+        else:
+            self.runner.add(chunk.clips)
+            self.owners += [chunk.video] * len(chunk.clips)
+            self.windows.append(chunk.windows)
+            self.frames.append(chunk.frames)
+            finished = int(chunk.last)
+        self.remaining -= finished
+        return finished
+
+    def embedding(self, choose: ClipChooser, width: tuple[int, ...]) -> Embedding:
+        """The part's rows in input order; a video that failed is left out whole."""
+        features = self.runner.finish(width)
+        errors = [self.failed[v] for v in sorted(self.failed)] + self.lost
+        # Workers interleave videos: put rows back in input order (a stable sort keeps each video's windows in order).
+        keep = sorted((i for i, v in enumerate(self.owners) if v not in self.failed), key=lambda i: self.owners[i])
+        if not keep:
+            return empty_embedding(choose, width, errors, self.names)
+        order = torch.tensor(keep, dtype=torch.int64)
+        return Embedding(
+            features[order],
+            torch.tensor(self.owners, dtype=torch.int64)[order],
+            torch.from_numpy(np.concatenate(self.windows))[order],
+            torch.from_numpy(np.concatenate(self.frames))[order],
+            errors,
+            self.names,
+        )
+
+
+def embed_parts(
     model: nn.Module,
-    videos: list[tuple[int, ManifestEntry]],
+    work: VideoClipChunks,
+    sizes: dict[int, int],
     choose: ClipChooser,
     spec: EmbedSpec,
-    backend: str,
     device: torch.device,
     on_video: Callable[[int], None],
-) -> Embedding:
-    """Features of every clip of `videos` ((input position, entry) pairs); a video that fails is left out whole."""
+    on_part: Callable[[int, Embedding], None],
+) -> None:
+    """Features of every clip of `work`, handed to `on_part` part by part (`sizes`: each part's videos) as each
+    part's last video is done: one loader for the whole job keeps every worker busy."""
     normalize, features_of = ClipNormalizer(device), feature_function(model, spec.pool)
 
     def forward(clips: torch.Tensor) -> torch.Tensor:
         with torch.no_grad(), autocast_for(device, spec.precision):
             return features_of(normalize(clips)).float()
 
-    chunks = DataLoader(
-        VideoClipChunks(videos, choose, backend, spec.batch_size), batch_size=None, num_workers=spec.num_workers
-    )
-    runner = ChunkedForward(forward, spec.chunk_clips)
-    owners, windows, frames, failed = [], [], [], {}
-    for chunk in chunks:
-        if chunk.failure is not None:
-            failed[chunk.video] = chunk.failure
-            on_video(1)
-            continue
-        runner.add(chunk.clips)
-        owners += [chunk.video] * len(chunk.clips)
-        windows.append(chunk.windows)
-        frames.append(chunk.frames)
-        if chunk.last:
-            on_video(1)
-    features = runner.finish(width_of(model, spec))
-    errors = [failed[v] for v in sorted(failed)]
-    # Workers interleave videos: put rows back in input order (a stable sort keeps each video's windows in order).
-    keep = sorted((i for i, v in enumerate(owners) if v not in failed), key=lambda i: owners[i])
-    if not keep:
-        return empty_embedding(choose, width_of(model, spec), errors)
-    order = torch.tensor(keep, dtype=torch.int64)
-    return Embedding(
-        features[order],
-        torch.tensor(owners, dtype=torch.int64)[order],
-        torch.from_numpy(np.concatenate(windows))[order],
-        torch.from_numpy(np.concatenate(frames))[order],
-        errors,
-    )
+    pending = {number: PartFeatures(forward, spec.chunk_clips, videos) for number, videos in sizes.items()}
+    with batches_from(DataLoader(work, batch_size=None, num_workers=spec.num_workers)) as chunks:
+        for chunk in chunks:
+            part = pending[chunk.part]
+            on_video(part.add(chunk))
+            if part.remaining <= 0:
+                on_part(chunk.part, pending.pop(chunk.part).embedding(choose, width_of(model, spec)))
+    for number in sorted(pending):  # parts with nothing to read (empty), or tar shards shorter than their index says
+        on_part(number, pending.pop(number).embedding(choose, width_of(model, spec)))
 
 
 def width_of(model: nn.Module, spec: EmbedSpec) -> tuple[int, ...]:
@@ -211,14 +271,20 @@ def width_of(model: nn.Module, spec: EmbedSpec) -> tuple[int, ...]:
     return (model.config.dim,) if spec.pool == "mean" else (model.grid.num_tokens, model.config.dim)
 
 
-def empty_embedding(choose: ClipChooser, width: tuple[int, ...], errors: list[BadClip] | None = None) -> Embedding:
-    """No rows (every video of a shard failed), with the shapes a full one would have."""
+def empty_embedding(
+    choose: ClipChooser,
+    width: tuple[int, ...],
+    errors: list[BadClip] | None = None,
+    names: dict[int, str] | None = None,
+) -> Embedding:
+    """No rows (every video of a part failed), with the shapes a full one would have."""
     return Embedding(
         torch.zeros((0, *width)),
         torch.zeros(0, dtype=torch.int64),
         torch.zeros((0, 2), dtype=torch.int64),
         torch.zeros((0, choose.plan.num_frames), dtype=torch.int64),
         errors or [],
+        names or {},
     )
 
 
@@ -230,8 +296,10 @@ def errors_json(errors: list[BadClip]) -> list[dict[str, str]]:
 
 
 def write_safetensors(path: Path, part: Embedding, info: dict[str, object]) -> None:
-    """Tensors and description (with the errors) in one file, atomically: an interrupted write leaves no file."""
-    meta = {METADATA_KEY: json.dumps({**info, "errors": errors_json(part.errors)})}
+    """Tensors and description (with the errors, and a part's sample names) in one file, atomically: an interrupted
+    write leaves no file."""
+    named = {"names": sorted(part.names.items())} if part.names and "paths" not in info else {}
+    meta = {METADATA_KEY: json.dumps({**info, **named, "errors": errors_json(part.errors)})}
     atomic_write(path, lambda tmp: save_file(part.tensors(), str(tmp), metadata=meta))
 
 
@@ -241,7 +309,8 @@ def read_embedding(path: Path) -> tuple[Embedding, dict[str, object]]:
         tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
         info = json.loads(f.metadata()[METADATA_KEY])
     errors = [BadClip(e["video"], e["error"]) for e in info["errors"]]
-    return Embedding(tensors["features"], tensors["video"], tensors["window"], tensors["frames"], errors), info
+    names = {int(v): str(name) for v, name in info.get("names", [])}
+    return Embedding(tensors["features"], tensors["video"], tensors["window"], tensors["frames"], errors, names), info
 
 
 def index_path(out: Path) -> Path:
@@ -272,15 +341,17 @@ def write_output(out: Path, result: Embedding, info: dict[str, object]) -> None:
 # --------------------------------------------------------------------------------------------------- the job
 
 
-def job_description(spec: EmbedSpec, entries: list[ManifestEntry], data: DataSpec) -> dict[str, object]:
-    """Everything the output depends on; a resumed run must match it exactly."""
+def job_description(spec: EmbedSpec, inputs: Inputs, data: DataSpec) -> dict[str, object]:
+    """Everything the output depends on; a resumed run must match it exactly. (Samples of tar shards are named
+    only once read: their `paths` are filled in at the end.)"""
     file = weights_file(spec.checkpoint).resolve()
     stat = file.stat()
     return {
         "checkpoint": str(file),
         "checkpoint_fingerprint": [stat.st_size, stat.st_mtime_ns],
-        "paths": [str(e.path) for e in entries],
-        "windows_in_manifest": [[e.start, e.total] for e in entries],
+        "paths": [str(e.path) for e in inputs.entries],
+        "windows_in_manifest": [[e.start, e.total] for e in inputs.entries],
+        "tar_shards": [[shard.url, shard.samples] for shard in inputs.shards],
         "pool": spec.pool,
         "num_frames": data.num_frames,
         "input_size": data.input_size,
@@ -329,7 +400,6 @@ def embed(spec: EmbedSpec, reporter: Reporter, after_shard: Callable[[int], None
     """Extract features of every input video into spec.out, resuming an interrupted run of the same job.
     `after_shard(i)` is called once shard i is safely on disk."""
     from videomae_cli.checkpoint import load_checkpoint
-    from videomae_cli.data.sources import collect_inputs
 
     loaded = load_checkpoint(spec.checkpoint)
     inputs = collect_inputs(spec.inputs)
@@ -338,39 +408,60 @@ def embed(spec: EmbedSpec, reporter: Reporter, after_shard: Callable[[int], None
         backend = resolve_backend(trained.data.decoder)
     except VideoError as e:
         raise ConfigError(f"data.decoder: {e}") from None
-    job = job_description(spec, inputs.entries, trained.data)
+    job = job_description(spec, inputs, trained.data)
     parts = prepare_parts(spec, job)
     choose = ClipChooser(ViewPlan.for_data(trained.data), spec.window_frames, spec.window_stride)
     device = pick_device(spec.device, field="device")
     model = model.to(device)
 
-    videos = list(enumerate(inputs.entries))
-    shards = [videos[i : i + spec.shard_size] for i in range(0, len(videos), spec.shard_size)]
-    files = [parts / f"shard-{i:05d}.safetensors" for i in range(len(shards))]
-    done = sum(f.exists() for f in files)
-    finished = sum(len(s) for s, f in zip(shards, files, strict=True) if f.exists())
+    sizes = part_sizes(inputs, spec.shard_size)
+    files = [parts / f"shard-{i:05d}.safetensors" for i in range(len(sizes))]
+    todo = {i: size for i, size in enumerate(sizes) if not files[i].exists()}
+    total, done = sum(sizes), len(sizes) - len(todo)
     what = "one clip" if spec.window_frames is None else f"windows of {spec.window_frames} frames"
-    reporter.start(
-        "embed",
-        len(videos),
-        finished,
-        f"embed with {spec.checkpoint} | {len(videos)} videos | {what} | {spec.pool} | {device}",
-    )
+    header = f"embed with {spec.checkpoint} | {total} videos | {what} | {spec.pool} | {device}"
+    reporter.start("embed", total, total - sum(todo.values()), header)
     if done:
-        reporter.notice(f"resuming {parts}: {done} of {len(shards)} shards already done")
-    for i, (shard, file) in enumerate(zip(shards, files, strict=True)):
-        if file.exists():
-            continue
-        write_safetensors(file, embed_videos(model, shard, choose, spec, backend, device, reporter.advance), {})
+        reporter.notice(f"resuming {parts}: {done} of {len(sizes)} shards already done")
+
+    def write_part(number: int, part: Embedding) -> None:
+        write_safetensors(files[number], part, {})
         if after_shard is not None:
-            after_shard(i)
+            after_shard(number)
+
+    work = remaining_work(inputs, todo, spec.shard_size, choose, backend, spec.batch_size)
+    embed_parts(model, work, todo, choose, spec, device, reporter.advance, write_part)
     result = (
         Embedding.concat([read_embedding(f)[0] for f in files])
         if files
         else empty_embedding(choose, width_of(model, spec))
     )
     result.errors = inputs.missing + result.errors
+    if inputs.shards:
+        job = {**job, "paths": sample_names(inputs.shards, result.names)}
     if len(result.video):  # nothing readable: no output file (the caller reports the errors and exits 3)
         write_output(spec.out, result, job)
     shutil.rmtree(parts, ignore_errors=True)
     return EmbedResult(result, done)
+
+
+def part_sizes(inputs: Inputs, shard_size: int) -> list[int]:
+    """Videos in each part of the job, each part written as one file: `shard_size` listed videos, or one tar shard."""
+    if inputs.shards:
+        return [shard.samples for shard in inputs.shards]
+    return [min(shard_size, len(inputs.entries) - i) for i in range(0, len(inputs.entries), shard_size)]
+
+
+def remaining_work(
+    inputs: Inputs, todo: dict[int, int], shard_size: int, choose: ClipChooser, backend: str, per_chunk: int
+) -> VideoClipChunks:
+    """The videos of the parts in `todo`, each tagged with its part."""
+    if inputs.shards:
+        return ShardClipChunks([(i, inputs.shards[i]) for i in todo], choose, backend, per_chunk)
+    videos = [(i // shard_size, i, entry) for i, entry in enumerate(inputs.entries) if i // shard_size in todo]
+    return VideoClipChunks(videos, choose, backend, per_chunk)
+
+
+def sample_names(shards: list[Shard], names: dict[int, str]) -> list[str]:
+    """Every sample's name by input position (`SHARD:KEY.EXT`); samples a damaged shard lost: `SHARD#POSITION`."""
+    return [names.get(shard.first + i, f"{shard.url}#{i}") for shard in shards for i in range(shard.samples)]

@@ -23,7 +23,7 @@ from torch import nn
 from videomae_cli.checkpoint import LoadedCheckpoint, atomic_write, load_checkpoint
 from videomae_cli.config.schema import EvaluateSpec, default_views, parse_views
 from videomae_cli.data.loader import BadClip, ClipNormalizer, batches_from
-from videomae_cli.data.sources import bank_source, query_source
+from videomae_cli.data.sources import bank_source, cut_views, query_source
 from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource, view_loader
 from videomae_cli.errors import DataError
 from videomae_cli.infer import metrics
@@ -80,7 +80,7 @@ def evaluate_classifier(
     model, trained, classes = loaded.model, loaded.spec, loaded.classes
     clips, crops = parse_views(spec.views or default_views(trained.data))
     source, name = query_source(spec, trained.data, trained.run.seed)
-    views = VideoViews(source, ViewPlan.for_data(trained.data, clips, crops))
+    views = cut_views(source, ViewPlan.for_data(trained.data, clips, crops))
     reporter.start(
         "evaluate", len(views), 0, f"evaluate {spec.checkpoint} on {name} | {clips}x{crops} views | {device}"
     )
@@ -121,14 +121,14 @@ def write_classifier_files(
     matrix = np.asarray(numbers["confusion_matrix"])
     metrics.write_confusion_csv(Path(files["confusion_csv"]), matrix, classes)
     metrics.plot_confusion(Path(files["confusion_png"]), matrix, classes)
-    videos = [source.describe(i) for i in result.indices]
+    videos = [result.video(row, source) for row in range(len(result.indices))]
     metrics.write_predictions_csv(Path(files["predictions_csv"]), videos, result.labels, result.probs, classes)
     return files
 
 
 def report_skipped(failures: list[BadClip], reporter: Reporter) -> None:
     for bad in failures:
-        reporter.notice(f"warning: skipped a video that failed to decode: {bad.reason}")
+        reporter.notice(f"warning: skipped a video that failed to decode: {bad.message}")
 
 
 def skipped(failures: list[BadClip]) -> list[dict[str, str]]:
@@ -183,7 +183,7 @@ def evaluate_pretrain(
     plan = ViewPlan.for_data(trained.data)
     source, name = query_source(spec, trained.data, trained.run.seed)
     bank, bank_name = bank_source(spec, trained.data, trained.run.seed)
-    queries = VideoViews(source, plan)
+    queries = cut_views(source, plan)
     total = len(queries) + (len(bank) if bank is not None else 0)
     reporter.start("evaluate", total, 0, f"evaluate {spec.checkpoint} (pretrain) on {name} | {device}")
     masks = MaskGenerator(trained.mask, model.grid, trained.run.seed)
@@ -207,7 +207,7 @@ def evaluate_pretrain(
         report["notes"].append("no labelled training videos: k-NN and linear probe skipped")
         report["skipped"] = skipped(query.failures)
         return Evaluation(report, report_path)
-    reference = frozen_pass(model, VideoViews(bank, plan), spec, device, None, reporter)
+    reference = frozen_pass(model, cut_views(bank, plan), spec, device, None, reporter)
     report_skipped(reference.failures, reporter)
     num_classes = max(max(reference.labels), max(query.labels)) + 1
     train_x, test_x = torch.cat(reference.features), torch.cat(query.features)

@@ -18,7 +18,7 @@ from torch import nn
 from videomae_cli.checkpoint import atomic_write
 from videomae_cli.config.schema import PredictSpec, default_views, parse_views
 from videomae_cli.data.loader import BadClip, ClipNormalizer, batches_from
-from videomae_cli.data.views import VideoViews, ViewPlan, view_loader
+from videomae_cli.data.views import VideoViews, ViewPlan, ViewSource, view_loader
 from videomae_cli.errors import ConfigError
 from videomae_cli.infer.metrics import average_view_probabilities
 from videomae_cli.progress import Reporter
@@ -35,6 +35,12 @@ class ViewPredictions:
     labels: np.ndarray  # int64 [N]
     indices: list[int]  # dataset index of each row
     failures: list[BadClip] = field(default_factory=list)
+    names: list[str | None] = field(default_factory=list)  # each row's video, where the source names it (shards)
+
+    def video(self, row: int, source: ViewSource) -> str:
+        """What row `row`'s video is called: its own name, else the source's description of its index."""
+        name = self.names[row] if self.names else None
+        return name if name is not None else source.describe(self.indices[row])
 
 
 def run_in_chunks(forward: Callable[[torch.Tensor], torch.Tensor], views: torch.Tensor, chunk: int) -> torch.Tensor:
@@ -68,7 +74,7 @@ def predict_views(
         with autocast_for(device, precision):
             return model(normalize(clips)).float()
 
-    probs, labels, indices, failures = [], [], [], []
+    probs, labels, indices, names, failures = [], [], [], [], []
     with torch.no_grad(), batches_from(view_loader(views, batch_size, num_workers)) as batches:
         for batch in batches:
             good = [s for s in batch if s.views is not None]
@@ -78,11 +84,19 @@ def predict_views(
                 probs.append(average_view_probabilities(logits, num_views).cpu().numpy())
                 labels += [s.label for s in good]
                 indices += [s.index for s in good]
+                names += [s.name for s in good]
             if on_batch is not None:
                 on_batch(len(batch))
     width = probs[0].shape[1] if probs else 0
     stacked = np.concatenate(probs) if probs else np.zeros((0, width))
-    return ViewPredictions(stacked, np.asarray(labels, dtype=np.int64), indices, failures)
+    order = np.argsort(np.asarray(indices, dtype=np.int64), kind="stable")  # shards' workers interleave their shards
+    return ViewPredictions(
+        stacked[order],
+        np.asarray(labels, dtype=np.int64)[order],
+        [indices[i] for i in order],
+        failures,
+        [names[i] for i in order],
+    )
 
 
 @dataclass
@@ -102,20 +116,16 @@ def top_classes(probs: np.ndarray, classes: list[str], k: int) -> list[tuple[int
     return [(int(i), classes[int(i)], float(probs[i])) for i in order]
 
 
-def predictions(result: ViewPredictions, views: VideoViews, classes: list[str], k: int) -> list[Prediction]:
+def predictions(result: ViewPredictions, source: ViewSource, classes: list[str], k: int) -> list[Prediction]:
     """Per-video top-k predictions, in input order."""
-    return [
-        Prediction(views.source.describe(index), top_classes(row, classes, k))
-        for index, row in zip(result.indices, result.probs, strict=True)
-    ]
+    return [Prediction(result.video(row, source), top_classes(p, classes, k)) for row, p in enumerate(result.probs)]
 
 
 def predict(spec: PredictSpec, reporter: Reporter) -> tuple[list[Prediction], list[BadClip]]:
     """Top-k classes of every input video under a classifier checkpoint (multi-view, as `evaluate`), and the inputs
     that could not be read. Writes spec.json_path (JSON lines: predictions, then errors) when given."""
     from videomae_cli.checkpoint import load_checkpoint
-    from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
-    from videomae_cli.data.sources import collect_inputs
+    from videomae_cli.data.sources import collect_inputs, cut_views, input_source
 
     loaded = load_checkpoint(spec.checkpoint)
     if loaded.kind != "classifier":
@@ -127,9 +137,8 @@ def predict(spec: PredictSpec, reporter: Reporter) -> tuple[list[Prediction], li
     device = pick_device(spec.device, field="device")
     model, trained = loaded.model, loaded.spec
     clips, crops = parse_views(spec.views or default_views(trained.data))
-    views = VideoViews(
-        VideoClips(inputs.entries, trained.data, trained.run.seed), ViewPlan.for_data(trained.data, clips, crops)
-    )
+    source = input_source(inputs, trained.data, trained.run.seed)
+    views = cut_views(source, ViewPlan.for_data(trained.data, clips, crops))
     reporter.start(
         "predict",
         len(views),
@@ -147,7 +156,7 @@ def predict(spec: PredictSpec, reporter: Reporter) -> tuple[list[Prediction], li
         spec.chunk_views,
         on_batch=reporter.advance,
     )
-    found = predictions(result, views, loaded.classes, min(spec.top_k, len(loaded.classes)))
+    found = predictions(result, source, loaded.classes, min(spec.top_k, len(loaded.classes)))
     failures = inputs.missing + result.failures
     if spec.json_path is not None:
         lines = [json.dumps(p.as_json()) for p in found] + [

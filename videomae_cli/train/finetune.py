@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,9 +24,12 @@ from torch import nn
 from videomae_cli.checkpoint import model_metadata, save_weights
 from videomae_cli.config.resolve import collect_settings, resolve_spec
 from videomae_cli.config.schema import DEFAULT_FINETUNE_EPOCHS, AugmentSpec, FinetuneSpec, grid_of
-from videomae_cli.data.loader import ClipBatch, SampledClips
+from videomae_cli.data.loader import ClipBatch
 from videomae_cli.data.sources import labelled_data
 from videomae_cli.data.views import VideoViews, ViewPlan
+
+if TYPE_CHECKING:
+    from videomae_cli.data.shards.views import ShardViews
 from videomae_cli.errors import DataError
 from videomae_cli.infer.metrics import topk_accuracy
 from videomae_cli.infer.predict import predict_views
@@ -87,7 +90,9 @@ class FinetuneTask:
 
     kind = "classifier"
 
-    def __init__(self, spec: FinetuneSpec, classes: list[str], val: VideoViews | None, device: torch.device) -> None:
+    def __init__(
+        self, spec: FinetuneSpec, classes: list[str], val: VideoViews | ShardViews | None, device: torch.device
+    ) -> None:
         self.spec, self.classes, self.val, self.device = spec, classes, val, device
         augment = spec.augment
         self.mix = VideoMixup(augment, len(classes), spec.run.seed) if augment.mixing else None
@@ -148,7 +153,7 @@ class FinetuneTask:
         for bad in result.failures:
             if bad.path not in self.reported_bad:
                 self.reported_bad.add(bad.path)
-                reporter.notice(f"warning: skipped a validation video that failed to decode: {bad.reason}")
+                reporter.notice(f"warning: skipped a validation video that failed to decode: {bad.message}")
         if not len(result.labels):
             raise DataError("no validation video could be decoded")
         return {
@@ -211,12 +216,12 @@ def setup(spec: FinetuneSpec, reporter: Reporter, argv: list[str] | None = None)
         init_report = load_init(model, spec, reporter)
     model.to(device)
     seed_rank_streams(spec, dist_env)
-    val = VideoViews(data.val, ViewPlan.for_data(spec.data)) if data.val is not None else None
+    val = data.val_views(ViewPlan.for_data(spec.data))
     if val is None:
         reporter.notice("note: no validation set (data.val_source, or val.csv beside the training manifest)")
     task = FinetuneTask(spec, data.classes, val, device)
     task.attach(model)
-    dataset = SampledClips(data.train, None, spec.run.seed, spec.data.num_sample)
+    dataset = data.train_dataset(spec.run.seed, spec.data.num_sample)
     run = make_run(
         spec,
         task,

@@ -65,11 +65,18 @@ class BadClipLog:
         self.path, self.dataset_size, self.max_fraction, self.reporter = path, dataset_size, max_fraction, reporter
         self.main = main  # only rank 0 writes the file
         self.seen: dict[str, str] = {}
+        self.lost: dict[str, int] = {}  # videos each failure lost: 1, or a damaged shard's samples
         self.unshared: list[BadClip] = []  # found on this rank since the last share()
         if path.exists():  # a resumed run keeps counting the videos it already found bad
             for line in path.read_text().splitlines():
-                video, _, reason = line.partition("\t")
-                self.seen[video] = reason
+                video, _, rest = line.partition("\t")
+                reason, _, count = rest.partition("\t")
+                self.seen[video], self.lost[video] = reason, int(count) if count.isdigit() else 1
+
+    @property
+    def count(self) -> int:
+        """Videos lost so far."""
+        return sum(self.lost.values())
 
     def record(self, failures: list[BadClip], batch_valid: bool) -> None:
         """Log new failures; raise DataError past the allowed fraction or when no replacement clip decoded."""
@@ -87,18 +94,19 @@ class BadClipLog:
         for bad in failures:
             if bad.path in self.seen:
                 continue
-            self.seen[bad.path] = bad.reason
+            self.seen[bad.path], self.lost[bad.path] = bad.reason, bad.count
             if self.main:
                 with naming(self.path), open(self.path, "a") as f:
-                    f.write(f"{bad.path}\t{bad.reason}\n")
-            self.reporter.notice(f"warning: skipped a video that failed to decode: {bad.reason}")
+                    f.write(f"{bad.path}\t{bad.reason}" + (f"\t{bad.count}\n" if bad.count > 1 else "\n"))
+            what = f"{bad.count} videos of a damaged shard" if bad.count > 1 else "a video that failed to decode"
+            self.reporter.notice(f"warning: skipped {what}: {bad.message}")
 
     def _check(self, batch_valid: bool) -> None:
-        too_many = len(self.seen) > self.max_fraction * self.dataset_size
+        too_many = self.count > self.max_fraction * self.dataset_size
         if too_many or not batch_valid:
             names = ", ".join(list(self.seen)[:3]) + (", ..." if len(self.seen) > 3 else "")
             why = (
-                f"{len(self.seen)} of {self.dataset_size} videos failed to decode "
+                f"{self.count} of {self.dataset_size} videos failed to decode "
                 f"(more than data.max_bad_fraction {self.max_fraction})"
                 if too_many
                 else "no decodable replacement clip was found"

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from videomae_cli.checkpoint import METRICS_FILE, MODEL_FILE
 from videomae_cli.config.resolve import spec_to_yaml
 from videomae_cli.config.schema import DataSpec
-from videomae_cli.data.loader import ClipBatch, ClipNormalizer, batches_from, train_loader
+from videomae_cli.data.loader import ClipBatch, ClipNormalizer, SampledClips, batches_from, train_loader
 from videomae_cli.errors import Preempted
 from videomae_cli.progress import Reporter, format_duration
 from videomae_cli.runtime import autocast_for
@@ -67,6 +67,21 @@ def train(run: Run, reporter: Reporter) -> float | None:
 def _loader(run: Run) -> DataLoader:
     """This rank's endless batches, resuming where the checkpoint left the sample stream."""
     spec = run.spec
+    if not isinstance(run.dataset, SampledClips):  # streamed from shards
+        from videomae_cli.data.shards.training import shard_loader
+
+        return shard_loader(
+            run.dataset,
+            spec.optim.batch_size // spec.data.num_sample,
+            num_workers=spec.data.num_workers,
+            pin_memory=run.device.type == "cuda",
+            rank=run.dist.rank,
+            world=run.dist.world_size,
+            prefetch=spec.data.prefetch,
+            cursors=run.data_cursors,
+            start_epoch=int(run.epoch_at(run.start_step)),
+            batches_done=run.start_step * spec.optim.accum_steps,
+        )
     return train_loader(
         run.dataset,
         spec.optim.batch_size // spec.data.num_sample,
@@ -105,6 +120,7 @@ def _loop(
             batch = next(batches)
             data_wait += time.perf_counter() - waiting
             bad_clips.record(batch.failures, batch.valid)
+            run.data_cursors.update(batch.cursors)
             video = normalize(batch.clips)
             with gradient_sync(train_model, micro + 1 == spec.optim.accum_steps):
                 with autocast:
@@ -137,7 +153,7 @@ def _loop(
                 "data_wait": data_wait / elapsed,  # fraction of the window's wall time spent waiting for batches
                 "elapsed_s": time.perf_counter() - started,
                 "clips": done * run.global_batch,  # clips seen so far: the x axis that compares batch sizes
-                "bad_videos": len(bad_clips.seen),
+                "bad_videos": bad_clips.count,
             }
             ensure_finite(nonfinite, run, done)
             if log is not None:

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from videomae_cli.config.schema import DEFAULT_PRETRAIN_STEPS, PretrainSpec, grid_of
-from videomae_cli.data.loader import ClipBatch, SampledClips
-from videomae_cli.data.sources import pretrain_clips
+from videomae_cli.data.loader import ClipBatch
+from videomae_cli.data.sources import pretrain_dataset
 from videomae_cli.errors import ConfigError
 from videomae_cli.interop.hub import register_hub_references
 from videomae_cli.masking import MaskGenerator
@@ -73,9 +73,7 @@ def setup(spec: PretrainSpec, argv: list[str] | None = None) -> Run:
     model.teacher = teacher
     seed_rank_streams(spec, dist_env)
     masks = MaskGenerator(spec.mask, grid_of(spec), spec.run.seed)
-    clips = pretrain_clips(spec.data, spec.run.seed)
-    dataset = SampledClips(clips, masks, spec.run.seed, spec.data.num_sample)
-    backend = getattr(clips, "backend", "synthetic")
+    dataset, backend = pretrain_dataset(spec.data, spec.run.seed, masks)
     return make_run(
         spec,
         PretrainTask(spec),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import nn
@@ -17,6 +17,9 @@ from videomae_cli.data.loader import ClipBatch, SampledClips
 from videomae_cli.progress import Reporter
 from videomae_cli.train.distributed import DistEnv
 from videomae_cli.train.optim import Schedule
+
+if TYPE_CHECKING:
+    from videomae_cli.data.shards.stream import ShardStream
 
 TrainSpec = PretrainSpec | FinetuneSpec
 
@@ -65,7 +68,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     schedule: Schedule
-    dataset: SampledClips
+    dataset: SampledClips | ShardStream  # keyed samples, or a stream from shards
     global_batch: int
     start_step: int = 0
     resumed_from: Path | None = None
@@ -73,6 +76,9 @@ class Run:
     dist: DistEnv = field(default_factory=DistEnv)
     train_model: nn.Module | None = None  # what the step runs: the DDP wrapper of `model`, or `model` itself
     notices: list[str] = field(default_factory=list)  # said once the run starts
+    # Streamed data (shards): where each stream is, (epoch, next position), as far as the steps trained; the
+    # checkpoint keeps every rank's, and a resumed run starts its streams there.
+    data_cursors: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def total_steps(self) -> int:

@@ -126,6 +126,24 @@ def restore(run: Run, checkpoint_dir: Path) -> None:
     set_rng_state(state["rng"], run.dist)
     run.task.load_state_dict(state.get("task", {}))
     run.start_step, run.resumed_from = int(state["step"]), checkpoint_dir
+    restore_cursors(run, state)
+
+
+def restore_cursors(run: Run, state: dict[str, Any]) -> None:
+    """This rank's streams resume at their cursors when the run has the ranks and workers it had; otherwise each
+    stream restarts at the start of the current epoch (said once)."""
+    cursors, layout = state.get("data_cursors") or {}, state.get("data_layout")
+    if not cursors:
+        return
+    if layout == [run.dist.world_size, run.spec.data.num_workers]:
+        run.data_cursors = {int(stream): (int(e), int(p)) for stream, (e, p) in cursors.items()}
+        return
+    ranks, workers = layout or ("?", "?")
+    run.notices.append(
+        f"data: the checkpoint read its shards with {ranks} ranks × {workers} loader workers, this run has "
+        f"{run.dist.world_size} × {run.spec.data.num_workers}: the shards are dealt anew from the start of the "
+        "current epoch (some of its samples are read twice)"
+    )
 
 
 def check_same_model(saved: dict[str, Any], spec: TrainSpec) -> None:
@@ -145,6 +163,7 @@ def save_run_checkpoint(run: Run, step: int) -> None:
     """Write a checkpoint of the current state (rank 0, after every rank finished the step), refresh
     RUN/model.safetensors, and keep only the newest ones. Every rank's RNG state is saved, for an exact resume."""
     rng = distributed.gather(rng_state())  # collectives: every rank takes part
+    cursors = {stream: where for ranks in distributed.gather(run.data_cursors) for stream, where in ranks.items()}
     weights, optimizer = full_states(run)
     distributed.barrier()
     failure = None
@@ -157,6 +176,8 @@ def save_run_checkpoint(run: Run, step: int) -> None:
             "rng": rng,  # one entry per rank
             "world_size": run.dist.world_size,
             "task": run.task.state_dict(),
+            "data_cursors": cursors,  # streamed data: every rank's streams
+            "data_layout": [run.dist.world_size, run.spec.data.num_workers],
         }
         meta = model_metadata(run.task.kind, run.spec.model_dump_json(), step=step, **run.task.metadata())
         try:

@@ -17,6 +17,7 @@ from rich.text import Text
 
 from videomae_cli.data.manifest import CLASSES_FILE
 from videomae_cli.data.prepare.outputs import REPORT_FILE, SPLITS
+from videomae_cli.data.shards.index import INDEX_FILE, SHARDS_DIR
 from videomae_cli.doctor import FAIL, OK, WARN, Check, DataPace
 from videomae_cli.progress import format_duration
 
@@ -156,6 +157,13 @@ def prepare_summary(result: PrepareResult) -> Group:
         parts.append(problems)
     written = ", ".join(f"{name}.csv ({len(result.splits[name])})" for name in splits)
     parts.append(f"wrote {written}, {CLASSES_FILE}, {REPORT_FILE} in {result.out}")
+    if result.shards is not None:
+        counts = ", ".join(
+            f"{split} {len(shards)} shard{'s' * (len(shards) != 1)} ({result.shards.samples(split)} videos, "
+            f"{format_bytes(sum(shard.bytes for shard in shards))})"
+            for split, shards in result.shards.splits.items()
+        )
+        parts.append(f"wrote shards: {counts} in {result.out / SHARDS_DIR}, with {INDEX_FILE}")
     return Group(*parts)
 
 

@@ -20,10 +20,12 @@ from videomae_cli.data.prepare.outputs import (
 )
 from videomae_cli.data.prepare.readers import read_source
 from videomae_cli.data.prepare.report import build_report
+from videomae_cli.data.prepare.shards import pack_shards
 from videomae_cli.data.prepare.source import Problem, Source, SourceItem
 from videomae_cli.data.prepare.splits import assign_splits
 from videomae_cli.data.prepare.synthetic import synthetic_source
 from videomae_cli.data.probe import ProbeResult
+from videomae_cli.data.shards.index import ShardIndex
 from videomae_cli.data.video import VideoError, resolve_backend
 from videomae_cli.errors import ConfigError, DataError
 from videomae_cli.progress import Reporter
@@ -42,6 +44,7 @@ class PrepareResult:
     splits: dict[str, list[tuple[Path, int]]]
     problems: list[Problem]
     report: dict[str, Any]
+    shards: ShardIndex | None = None  # the index of OUT/shards/, when asked for
 
 
 def resolve_decoder(name: str) -> str:
@@ -91,7 +94,8 @@ def prepare_data(spec: PrepareSpec, reporter: Reporter) -> PrepareResult:
         name: [(path, item.label) for item in items for path in item.listed_paths] for name, items in splits.items()
     }
     write_outputs(out, source, rows)
-    return PrepareResult(out, source.format, source.labelled, source.classes, rows, problems, report)
+    shards = pack_shards(spec, out, source, splits, reporter) if spec.shards else None
+    return PrepareResult(out, source.format, source.labelled, source.classes, rows, problems, report, shards)
 
 
 def decode_speed(items: list[SourceItem], backend: str, sample: int = DECODE_SAMPLE) -> dict[str, Any]:

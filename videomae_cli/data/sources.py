@@ -192,21 +192,24 @@ def query_source(spec: EvaluateSpec, data: DataSpec, seed: int) -> tuple[ViewSou
 
 def input_source(inputs: Inputs, data: DataSpec, seed: int) -> ViewSource | ShardViewSource:
     """The inputs of `predict` as views' source: the listed videos, or the shards read in order."""
+    if inputs.shards:
+        return shards_read_in_order(inputs.shards, data, seed)
     from videomae_cli.data.clips import VideoClips  # decoders load only when real videos are used
 
-    if inputs.shards:
-        from videomae_cli.data.shards.views import ShardViewSource
-
-        return ShardViewSource(inputs.shards, VideoClips([], data, seed))
     return VideoClips(inputs.entries, data, seed)
 
 
 def shard_source(source: str, split: str, data: DataSpec, seed: int) -> ShardViewSource:
     """The shards `source` names (a shards folder: its `split`), to be read in order."""
+    shards, _ = locate_shards(source, split, data.shard_index)
+    return shards_read_in_order(shards, data, seed)
+
+
+def shards_read_in_order(shards: list[Shard], data: DataSpec, seed: int) -> ShardViewSource:
+    """`shards` with the decoder settings of `data` to read them, every sample once."""
     from videomae_cli.data.clips import VideoClips
     from videomae_cli.data.shards.views import ShardViewSource
 
-    shards, _ = locate_shards(source, split, data.shard_index)
     return ShardViewSource(shards, VideoClips([], data, seed))
 
 

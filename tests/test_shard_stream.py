@@ -4,6 +4,7 @@ and damaged shards or videos reported (with the samples they lost) and skipped."
 
 from __future__ import annotations
 
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,18 @@ def test_a_truncated_shard_is_reported_with_the_samples_it_lost(shards, tmp_path
     read = set(ids(samples))
     assert failures[0].count == 4 - len(read & {4, 5, 6, 7})
     assert read >= set(range(VIDEOS)) - {4, 5, 6, 7}
+
+
+def test_a_shard_that_ends_cleanly_but_short_is_reported_with_the_samples_it_lost(shards, tmp_path: Path) -> None:
+    short = tmp_path / "short.tar"
+    with tarfile.open(shards[1].url) as whole, tarfile.open(short, "w") as cut:
+        for member in whole.getmembers()[:4]:  # the first two samples: a tar that ends where a sample ends
+            cut.addfile(member, whole.extractfile(member))
+    broken = [shards[0], Shard(str(short), 4, 4), *shards[2:]]
+    samples = epoch_of(ShardStream(broken, ids_only, seed=0, shuffle_buffer=1), 0, 1)
+    (failure,) = [bad for s in samples for bad in s.failures]
+    assert failure.path == str(short) and failure.count == 2 and "2 of its 4 samples" in failure.reason
+    assert sorted(ids(samples)) == sorted(set(range(VIDEOS)) - {6, 7})
 
 
 def test_a_video_that_does_not_decode_is_reported_and_skipped(shards, tmp_path: Path) -> None:

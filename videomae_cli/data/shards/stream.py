@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import webdataset as wds
 from torch.utils.data import IterableDataset, get_worker_info
-from webdataset.tariterators import tar_file_iterator
 
 from videomae_cli.data.loader import BadClip, Sample
 from videomae_cli.data.shards.index import Shard
+from videomae_cli.data.shards.tar import tar_members
 from videomae_cli.data.video import VideoBytes, VideoError
 from videomae_cli.errors import DataError
 from videomae_cli.seeding import Stream, sample_rng
@@ -66,13 +66,14 @@ def deal_shards(shards: list[Shard], streams: int, seed: int, epoch: int) -> lis
 
 
 def read_shard(shard: Shard, failures: list[BadClip]) -> Iterator[RawSample]:
-    """The samples of one shard in order. A shard that cannot be opened or ends early (a truncated tar) is one
-    failure in `failures` that counts the samples lost; a sample without a video is one failure."""
+    """The samples of one shard in order. A shard that cannot be opened, ends early (a truncated tar) or holds fewer
+    samples than its index says is one failure in `failures` that counts the samples lost; a sample without a video
+    is one failure."""
     read = 0
     try:
         stream = wds.gopen(shard.url, "rb")
         try:
-            for key, members in _grouped(tar_file_iterator(stream)):
+            for key, members in _grouped(tar_members(stream)):
                 video = next((data for ext, data in members.items() if ext != "json"), None)
                 if video is None:
                     failures.append(BadClip(f"{shard.url}:{key}", "no video in the sample"))
@@ -82,21 +83,28 @@ def read_shard(shard: Shard, failures: list[BadClip]) -> Iterator[RawSample]:
                 read += 1
         finally:
             stream.close()
-    except Exception as e:  # tarfile, a pipe's command and the network fail in many ways: each is a damaged shard
+    except Exception as e:  # the tar, a pipe's command and the network fail in many ways: each is a damaged shard
         lost = shard.samples - read
         failures.append(BadClip(shard.url, f"damaged shard after {read} samples ({_reason(e)})", count=max(lost, 1)))
+        return
+    if read < shard.samples:  # cut off between two samples: a tar that ends cleanly, but short
+        lost = shard.samples - read
+        failures.append(BadClip(shard.url, f"damaged shard: {read} of its {shard.samples} samples", count=lost))
 
 
-def _grouped(members: Iterator[dict]) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """(key, {extension: bytes}) of consecutive tar members that share a key (WebDataset's sample convention)."""
+def _grouped(members: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """(key, {extension: bytes}) of consecutive tar members that share a key (WebDataset's sample convention: the
+    key is the member's folder and its file name up to the first dot)."""
     key, sample = None, {}
-    for member in members:
-        stem, _, extension = member["fname"].partition(".")
+    for name, data in members:
+        folder, _, file = name.rpartition("/")
+        stem, _, extension = file.partition(".")
+        stem = f"{folder}/{stem}" if folder else stem
         if stem != key and sample:
             yield key, sample
             sample = {}
         key = stem
-        sample[extension] = member["data"]
+        sample[extension] = data
     if sample:
         yield key, sample
 

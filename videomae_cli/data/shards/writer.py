@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,7 +120,8 @@ def _write(folder: Path, planned: PlannedShard, plan: str) -> ShardInfo:
     final = folder / planned.name
 
     def write(temp: Path) -> None:
-        with open(temp, "wb") as out, wds.TarWriter(out) as tar:
+        # Whole-second times: TarWriter's default (a float) gives each member a pax header, twice the headers to read.
+        with open(temp, "wb") as out, wds.TarWriter(out, mtime=int(time.time())) as tar:
             for sample in planned.samples:
                 tar.write(
                     {"__key__": sample.key, sample.extension: sample.file.read_bytes(), "json": sample.metadata()}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,10 @@ def test_an_explicitly_requested_logger_says_where_it_writes(tmp_path: Path) -> 
 
 def test_a_resumed_run_replaces_the_steps_it_redoes(tmp_path: Path) -> None:
     for start, values in ((0, [1.0, 2.0, 3.0, 4.0]), (2, [30.0, 40.0])):
+        # TensorBoard reads a folder's event files in name order: the whole-second time the file was made, then the
+        # writer's process and a per-process counter (as text: "10" before "9"). A real resume is later and in
+        # another process; within this one, each attempt starts in a second of its own so that it sorts after.
+        time.sleep(1 - time.time() % 1)
         logger = TensorBoardLogger(tmp_path, start_step=start)
         for offset, value in enumerate(values):
             logger.write({"step": start + offset + 1, "loss": value})

@@ -51,11 +51,10 @@ def make_batch(grid: TokenGrid, batch: int) -> tuple[torch.Tensor, torch.Tensor]
     return (pixels - mean) / std, torch.randint(0, NUM_CLASSES, (batch,), generator=gen)
 
 
-def build_model(side: str, config: str, weights: Path) -> torch.nn.Module:
+def build_model(side: str, spec: ModelSpec, grid: TokenGrid, weights: Path) -> torch.nn.Module:
     """Our classifier or HF's, in train mode, holding the initial weights saved in `weights` (our layout)."""
     from safetensors.torch import load_file
 
-    spec, grid, _ = shape(config)
     state = load_file(weights)
     if side == "ours":
         model = VideoClassifier(spec, grid, NUM_CLASSES)
@@ -78,8 +77,8 @@ def run_worker(case: dict[str, Any], args: argparse.Namespace) -> None:
     if case["side"] == "hf":
         import transformers  # noqa: F401  (imported before the baseline, like torch, so it is not counted)
     baseline = harness.max_rss_mib()
-    model = build_model(case["side"], case["config"], Path(args.weights))
-    _, grid, batch = shape(case["config"])
+    spec, grid, batch = shape(case["config"])
+    model = build_model(case["side"], spec, grid, Path(args.weights))
     video, labels = make_batch(grid, batch)
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-4, betas=(0.9, 0.999), weight_decay=0.05, fused=True)
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=case["precision"] == "bf16")
@@ -97,9 +96,8 @@ def run_worker(case: dict[str, Any], args: argparse.Namespace) -> None:
     harness.finish_worker(case, step, args, baseline)
 
 
-def save_initial_weights(config: str, path: Path) -> None:
+def save_initial_weights(spec: ModelSpec, grid: TokenGrid, path: Path) -> None:
     """The official fine-tune initialisation, seeded, saved once so both sides start from identical weights."""
-    spec, grid, _ = shape(config)
     harness.save_seeded(lambda: VideoClassifier(spec, grid, NUM_CLASSES), path, SEED)
 
 
@@ -108,7 +106,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     cases = [{"side": s, "config": config, "precision": p} for p in PRECISIONS for s in ("ours", "hf")]
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "init.safetensors"
-        save_initial_weights(config, weights)
+        save_initial_weights(*shape(config)[:2], weights)
         extra = ["--weights", str(weights), "--steps", str(args.steps), "--warmup", str(args.warmup)]
         runs = harness.run_rounds(cases, args.rounds, lambda case: harness.spawn(__file__, case, extra))
     s = {name: harness.summarize(r) for name, r in runs.items()}

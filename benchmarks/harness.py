@@ -60,6 +60,8 @@ def finish_worker(case: dict[str, Any], step: Callable[[], float], args: argpars
 
     result = time_steps(step, args.warmup, args.steps)
     result.update(case=case, peak_mib=max_rss_mib() - baseline, threads=torch.get_num_threads())
+    if torch.cuda.is_initialized():  # on a GPU the allocator's peak is what the model used (RSS is the host's)
+        result["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     sys.stdout.write(json.dumps(result) + "\n")
 
 

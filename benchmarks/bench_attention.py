@@ -28,6 +28,7 @@ from videomae_cli.models.attention import SdpaMatmulBackward, choose_kernel, mat
 SHAPES = [
     ("S 16x112 b4 encoder (40 visible)", 4, 6, 40),
     ("S 16x224 b2 encoder (157 visible)", 2, 6, 157),
+    ("length 256", 2, 6, 256),
     ("S 16x112 b4 decoder", 4, 3, 392),
     ("S 16x112 b4 fine-tune", 4, 6, 392),
     ("length 512", 2, 6, 512),

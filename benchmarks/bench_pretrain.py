@@ -6,12 +6,13 @@ loss under torch.no_grad(). Each case runs in its own subprocess (benchmarks/har
 round to round. Cases per config:
 
 - train and forward, fp32, both sides (the fp32 targets and the memory target);
-- train, bf16 autocast, both sides; ours is also timed under torch.compile (`--no-compile` skips it);
+- train, bf16 autocast, both sides; ours is also timed under torch.compile (`--no-compile` skips it) and with
+  activation checkpointing (what the memory would be: `run.activation_checkpointing`);
 - ours with V2 running-cell decoder masking 0.5 (fp32 and bf16), against ours with tube masking alone.
 
 Before timing counts, the first-step losses of the two sides must agree (fp32: 1e-4 relative); bf16 differences are
 reported. Then it prints the cases (min/median/max seconds per step, peak MiB over the post-import baseline) and the
-ratios against the targets of issue 8, and the JSON report.
+ratios against the targets (issues 8 and 29), and the JSON report.
 
     python benchmarks/bench_pretrain.py                          # the full run (~25 min on 2 cores)
     python benchmarks/bench_pretrain.py --quick                  # a tiny smoke run (~2 min)
@@ -33,7 +34,7 @@ import torch
 from videomae_cli.config.schema import MaskSpec, ModelSpec
 from videomae_cli.masking import MaskedTokens, MaskGenerator, collate_masks
 from videomae_cli.models.pretrain import IMAGENET_MEAN, IMAGENET_STD, PretrainVideoMAE
-from videomae_cli.models.vit import TokenGrid
+from videomae_cli.models.vit import TokenGrid, set_activation_checkpointing
 from videomae_cli.runtime import resolve_precision
 
 MASK_RATIO = 0.9
@@ -112,6 +113,7 @@ def run_worker(case: dict[str, Any], args: argparse.Namespace) -> None:
         import transformers  # noqa: F401  (imported before the baseline, like torch, so it is not counted)
     baseline = harness.max_rss_mib()
     model = build_model(case["side"], config, Path(args.weights))
+    set_activation_checkpointing(model, case["variant"] == "checkpointed")
     decoder_ratio = 0.5 if case["variant"] == "dec0.5" else 0.0
     video, tokens, bool_mask = make_batch(config, decoder_ratio)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05, fused=True)
@@ -168,6 +170,7 @@ def cases_for(config: str, compile_: bool) -> list[dict[str, Any]]:
         cases += [case("ours", p, variant="dec0.5") for p in PRECISIONS]
     if compile_:
         cases.append(case("ours", "bf16", variant="compiled"))
+    cases.append(case("ours", "bf16", variant="checkpointed"))
     return cases
 
 
@@ -191,8 +194,16 @@ def targets_for(config: str, s: dict[str, dict[str, Any]]) -> list[harness.Targe
             at_most=True,
         ),
         harness.Target(f"default ({default}) vs hf fp32: hf / ours", config, t("hf", "fp32") / t("ours", default), 1.8),
+        harness.Target("bf16 train: hf bf16 / ours bf16", config, t("hf", "bf16") / t("ours", "bf16"), 1.5),
+        harness.Target(
+            f"peak memory default ({default}) train: ours / hf fp32",
+            config,
+            s[f"ours/{config}/{default}/train/eager"]["peak_mib"] / s[f"hf/{config}/fp32/train/eager"]["peak_mib"],
+            0.7,
+            at_most=True,
+        ),
     ]
-    extra = [harness.Target("(info) bf16 train: hf bf16 / ours bf16", config, t("hf", "bf16") / t("ours", "bf16"), 1.0)]
+    extra: list[harness.Target] = []
     if f"ours/{config}/fp32/train/dec0.5" in s:
         cell = [t("ours", p) / t("ours", p, variant="dec0.5") for p in PRECISIONS]
         found.append(harness.Target("running cell 0.5 vs tube, fp32: ours / ours", config, cell[0], 1.5))
@@ -200,6 +211,12 @@ def targets_for(config: str, s: dict[str, dict[str, Any]]) -> list[harness.Targe
     if f"ours/{config}/bf16/train/compiled" in s:
         ratio = t("hf", "fp32") / t("ours", "bf16", variant="compiled")
         extra.append(harness.Target("(info) bf16 + compile vs hf fp32: hf / ours", config, ratio, 1.8))
+    hf_peak = s[f"hf/{config}/fp32/train/eager"]["peak_mib"]
+    checkpointed = s[f"ours/{config}/bf16/train/checkpointed"]
+    ratio = checkpointed["peak_mib"] / hf_peak
+    extra.append(harness.Target("(info) peak memory bf16 checkpointed: ours / hf fp32", config, ratio, 0.7, True))
+    ratio = t("hf", "fp32") / checkpointed["median_s"]
+    extra.append(harness.Target("(info) bf16 checkpointed vs hf fp32: hf / ours", config, ratio, 1.8))
     return found + extra
 
 

@@ -24,11 +24,14 @@ import torch.nn.functional as F
 from videomae_cli.runtime import native_bf16
 
 SDPA, MATH, SDPA_MATMUL_BACKWARD = "sdpa", "math", "sdpa_matmul_backward"
-# bf16 on a CPU with AMX, one layer's attention, measured (docs/performance.md, "Where the time goes"):
-#   [2, 6, 157, 64] (ViT-S's encoder under 90% masking): SDPA 6.7 ms, math 2.1 ms per layer;
-#   [2, 3, 1568, 64] (its decoder) forward + backward: SDPA 53 ms (fp32: 57 ms); forward alone 7.6 ms (fp32: 17 ms).
-# Shorter sequences only weigh SDPA's per-call overhead more, so math up to about the measured length. The matmul
-# backward has not been timed on an AMX machine yet: until bench_attention.py has, long sequences stay on SDPA.
+# bf16 on a CPU with AMX (2 cores, torch 2.14), one layer's attention, ms per forward + backward / per forward alone
+# (benchmarks/bench_attention.py, docs/performance.md):
+#   [4, 6, 40]:  SDPA 2.50 / 0.15, math 0.71 / 0.16      [2, 6, 157]: SDPA 5.52 / 1.04, math 3.08 / 0.71
+#   [4, 3, 392]: SDPA 9.49 / 1.46, math 12.4 / 6.84      [2, 3, 1568]: SDPA 39.5 / 6.65, math 80.3 / 28.5,
+#   SDPA's forward + the matmul backward 70.1. Math wins up to the encoder's lengths and loses from 256 tokens on
+# (the crossover lies between 157 and 256); the matmul backward loses at every length measured (its fp32 softmax
+# backward over [B, H, n, N] costs more than SDPA's own backward), so it is never chosen: it stays for machines where
+# bench_attention.py finds otherwise.
 MATH_MAX_TOKENS = 160
 MATMUL_BACKWARD_MIN_TOKENS: int | None = None
 # Whether this CPU has bf16 matmul units (AMX, AVX512-BF16). Without them bf16 is emulated, every kernel is slow, and

@@ -29,6 +29,10 @@ TOY = [
     "--precision", "fp32",  # world-size independence to 1e-5 is an fp32 promise (bf16 rounds partial sums)
 ]  # fmt: skip
 GLOBAL_BATCH = 4
+# The HOG and teacher targets' runs: fp32 partial sums over 4 clips or 2 + 2 round apart, and AdamW divides each
+# gradient by its own running size, so near-zero gradients carry the rounding into the update. On an AMX CPU, 3–4
+# steps at lr 0.1 end 1e-5 to 3e-5 apart; a clip read twice or skipped, or another mask, moves weights by ~1e-3.
+TARGETS_ATOL = 5e-5
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -151,7 +155,8 @@ def test_hog_targets_and_motion_masks_train_the_same_weights_on_two_processes(tm
     options = ("--steps", "4", "--set", "model.target=hog", "--mask-type", "motion")
     pretrain(tmp_path / "one", *options)
     pretrain(tmp_path / "two", *options, world=2)
-    assert_same_weights(tmp_path / "one", tmp_path / "two", atol=1e-5)
+    assert_same_weights(tmp_path / "one", tmp_path / "two", atol=TARGETS_ATOL)
+    assert moved_from_init(tmp_path / "one") > 1e-3  # far more than the tolerance: the comparison means something
     assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), abs=1e-6)
 
 
@@ -160,7 +165,8 @@ def test_a_teacher_target_trains_the_same_weights_on_two_processes(tmp_path: Pat
     options = ("--steps", "3", "--set", "model.target=teacher", "--set", f"model.teacher={tmp_path / 'teacher'}")
     pretrain(tmp_path / "one", *options)
     pretrain(tmp_path / "two", *options, world=2)
-    assert_same_weights(tmp_path / "one", tmp_path / "two", atol=1e-5)
+    assert_same_weights(tmp_path / "one", tmp_path / "two", atol=TARGETS_ATOL)
+    assert moved_from_init(tmp_path / "one") > 1e-3
     assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "two"), abs=1e-6)
 
 

@@ -63,8 +63,9 @@ def test_the_target_is_the_teachers_normalised_features_at_the_reconstructed_tok
     video = torch.randn(2, 3, 4, 64, 64)
     tokens = collate_masks([MaskGenerator(spec.mask, student.grid, 0)(0, i) for i in range(2)])
     out = student(video, tokens)
-    with torch.no_grad():
-        features = block_output(teacher.eval(), video, layer or 3)  # [B, N, C]
+    # The teacher runs under bf16 autocast where the CPU computes bf16 natively (AMX): so does the expectation.
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=student.teacher.autocast):
+        features = block_output(teacher.eval(), video, layer or 3).float()  # [B, N, C]
     expected = F.layer_norm(features, (64,)).gather(1, tokens.decoded[:, :, None].expand(-1, -1, 64))
     torch.testing.assert_close(out.target, expected)
     assert out.pred.shape == out.target.shape == (2, tokens.decoded.shape[1], 64)

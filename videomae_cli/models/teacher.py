@@ -25,7 +25,7 @@ from videomae_cli.config.schema import PretrainSpec, grid_of
 from videomae_cli.errors import ConfigError
 from videomae_cli.models.factory import build_model
 from videomae_cli.models.vit import Encoder, TokenGrid, all_token_indices, patchify
-from videomae_cli.runtime import native_bf16
+from videomae_cli.runtime import resolve_precision
 
 # Ways to turn a teacher reference into a local checkpoint besides a path: interop/hub.py registers hub ids (the CLI,
 # the Python API and the training setup register it before anything loads), so this layer needs no network code.
@@ -108,7 +108,8 @@ def load_teacher(spec: PretrainSpec, device: str | torch.device) -> FrozenTeache
         check_teacher_grid(grid_of(loaded.spec), student)
         model = loaded.model if grid_of(loaded.spec) == student else _rebuilt_for(loaded, spec)
         encoder = model.encoder if loaded.kind == "pretrain" else model
-        teacher = FrozenTeacher(encoder, m.teacher_layer, autocast=native_bf16(torch.device(device)))
+        in_bf16 = resolve_precision(spec.run.precision, torch.device(device))[0] == "bf16"  # the run's precision
+        teacher = FrozenTeacher(encoder, m.teacher_layer, autocast=in_bf16)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return teacher.to(device)

@@ -1,16 +1,17 @@
 """Scaled dot-product attention, softmax(q kᵀ / √d) v, by the kernel measured fastest for the device, dtype and length.
 
 Everywhere but bf16 on a CPU this is `F.scaled_dot_product_attention` (the fused flash/efficient kernels on GPUs, the
-flash kernel in fp32 on CPUs). In bf16 on a CPU, SDPA's flash kernel does not use the matrix units (AMX) that bf16
-matmuls use: its backward is slower than in fp32, and for short sequences even its forward loses to a plain matmul,
-softmax, matmul. So there:
+flash kernel in fp32 on CPUs). In bf16 on a CPU, SDPA's flash kernel uses the matrix units (AMX) far less than bf16
+matmuls do: its backward runs at a few percent of their peak, and for short sequences its per-call cost loses to a
+plain matmul, softmax, matmul. The kernels there:
 
 - `math`: q kᵀ, softmax, · v as three ops; autograd keeps the probabilities [B, H, N, N] for the backward. For the
   short sequences an encoder sees under 90% masking, where that is little memory.
 - `sdpa_matmul_backward` (`SdpaMatmulBackward`): SDPA's flash forward; the backward recomputes the probabilities a
   block of query rows at a time, as `math` forms them, and forms the gradients with bf16 matmuls (the softmax
   backward: dS = P ⊙ (dP − rowsum(P ⊙ dP)), dP = dO vᵀ): `math`'s gradients without keeping [B, H, N, N]. Keeps only
-  q, k and v (less than SDPA's own backward, which also keeps the output and the log-sum-exp).
+  q, k and v (less than SDPA's own backward, which also keeps the output and the log-sum-exp). Measured slower than
+  SDPA at every length so far, so only a measured `MATMUL_BACKWARD_MIN_TOKENS` switches it on.
 
 `choose_kernel` picks by thresholds measured on a 2-core Sapphire Rapids (AMX) machine; `benchmarks/bench_attention.py`
 measures them again on any machine, and docs/performance.md holds the numbers.

@@ -84,12 +84,13 @@ def read_shard(shard: Shard, failures: list[BadClip]) -> Iterator[RawSample]:
         finally:
             stream.close()
     except Exception as e:  # the tar, a pipe's command and the network fail in many ways: each is a damaged shard
-        lost = shard.samples - read
-        failures.append(BadClip(shard.url, f"damaged shard after {read} samples ({_reason(e)})", count=max(lost, 1)))
+        lost = max(shard.samples - read, 1)
+        failures.append(BadClip(shard.url, f"damaged shard after {read} samples ({_reason(e)})", count=lost))
         return
     if read < shard.samples:  # cut off between two samples: a tar that ends cleanly, but short
-        lost = shard.samples - read
-        failures.append(BadClip(shard.url, f"damaged shard: {read} of its {shard.samples} samples", count=lost))
+        failures.append(
+            BadClip(shard.url, f"damaged shard: {read} of its {shard.samples} samples", count=shard.samples - read)
+        )
 
 
 def _grouped(members: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, dict[str, bytes]]]:
